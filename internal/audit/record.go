@@ -1,0 +1,170 @@
+package audit
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Events: the value of Record.Event.
+const (
+	// EventRun is the intent record the executor writes once per target of a
+	// fire, before its first vendor call. Outcome is empty: the outcome follows
+	// in EventAttempt (or EventAbandon) records of the same run_id and target.
+	// A run record without a final attempt record means the call's outcome is
+	// unknown (the daemon crashed or was killed mid-fire).
+	EventRun = "run"
+	// EventAttempt records one vendor call: outcome success, retry or failure.
+	EventAttempt = "attempt"
+	// EventAbandon records a target the executor gave up on without a further
+	// attempt, e.g. the fire was cancelled during a backoff wait or while
+	// waiting for an account concurrency slot; outcome failure.
+	EventAbandon = "abandon"
+	// EventSkip records a fire not run because of the overlap policy;
+	// outcome skipped, detail names the run it yielded to.
+	EventSkip = "skip"
+	// EventMissed records a fire too old to catch up; outcome missed.
+	EventMissed = "missed"
+	// EventRecover records the re-evaluation, after a crash, of an intent
+	// without outcome; outcome unknown when the call was not re-issued.
+	EventRecover = "recover"
+	// EventVerify records a status poll after an action; outcome verified,
+	// verify_failed or unverified.
+	EventVerify = "verify"
+	// EventReload records a configuration reload; detail holds the diff.
+	EventReload = "reload"
+)
+
+// Outcomes: the value of Record.Outcome.
+const (
+	OutcomeSuccess      = "success"
+	OutcomeRetry        = "retry" // this attempt failed and another follows
+	OutcomeFailure      = "failure"
+	OutcomeSkipped      = "skipped" // overlap policy
+	OutcomeMissed       = "missed"  // too old to catch up
+	OutcomeUnknown      = "unknown" // a crash left a non-idempotent call without outcome
+	OutcomeVerified     = "verified"
+	OutcomeVerifyFailed = "verify_failed"
+	OutcomeUnverified   = "unverified" // the vendor documents no status read
+)
+
+// Record is one line of the audit log (design.md "Audit log contract").
+//
+// Every contract field is always present in the JSON. Zero values are
+// written as "" for strings and times and 0 for numbers; the log never
+// contains null. Time is written in UTC with nanoseconds (RFC 3339);
+// Scheduled keeps the offset of the value it was given (the job's zone).
+type Record struct {
+	Time       time.Time // when the record was made; Append fills in time.Now() if zero
+	Event      string    // one of the Event constants
+	Job        string
+	RunID      string // job name + scheduled time, the same for every attempt of a fire
+	Scheduled  time.Time
+	Action     string
+	Account    string
+	Target     string
+	Attempt    int    // from 1; 0 on records that are not about one attempt
+	Outcome    string // one of the Outcome constants; "" on EventRun and EventReload
+	HTTPStatus int
+	VendorCode string
+	RequestID  string // the vendor's request id, where it returns one
+	Error      string // error text; vendor packages keep secrets out of it
+	DurationMS int64
+	Detail     string // free text, e.g. "already in target state" or a reload diff; omitted when empty
+}
+
+// wire is the JSON shape of a Record. Field order is the order of the
+// contract.
+type wire struct {
+	Time       string `json:"time"`
+	Event      string `json:"event"`
+	Job        string `json:"job"`
+	RunID      string `json:"run_id"`
+	Scheduled  string `json:"scheduled"`
+	Action     string `json:"action"`
+	Account    string `json:"account"`
+	Target     string `json:"target"`
+	Attempt    int    `json:"attempt"`
+	Outcome    string `json:"outcome"`
+	HTTPStatus int    `json:"http_status"`
+	VendorCode string `json:"vendor_code"`
+	RequestID  string `json:"request_id"`
+	Error      string `json:"error"`
+	DurationMS int64  `json:"duration_ms"`
+	Detail     string `json:"detail,omitempty"`
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+func parseTime(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("audit: field %s: %w", field, err)
+	}
+	return t, nil
+}
+
+// MarshalJSON writes every contract field, time in UTC.
+func (r Record) MarshalJSON() ([]byte, error) {
+	return json.Marshal(wire{
+		Time:       formatTime(r.Time.UTC()),
+		Event:      r.Event,
+		Job:        r.Job,
+		RunID:      r.RunID,
+		Scheduled:  formatTime(r.Scheduled),
+		Action:     r.Action,
+		Account:    r.Account,
+		Target:     r.Target,
+		Attempt:    r.Attempt,
+		Outcome:    r.Outcome,
+		HTTPStatus: r.HTTPStatus,
+		VendorCode: r.VendorCode,
+		RequestID:  r.RequestID,
+		Error:      r.Error,
+		DurationMS: r.DurationMS,
+		Detail:     r.Detail,
+	})
+}
+
+// UnmarshalJSON reads a record written by MarshalJSON.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	var w wire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	t, err := parseTime("time", w.Time)
+	if err != nil {
+		return err
+	}
+	s, err := parseTime("scheduled", w.Scheduled)
+	if err != nil {
+		return err
+	}
+	*r = Record{
+		Time:       t,
+		Event:      w.Event,
+		Job:        w.Job,
+		RunID:      w.RunID,
+		Scheduled:  s,
+		Action:     w.Action,
+		Account:    w.Account,
+		Target:     w.Target,
+		Attempt:    w.Attempt,
+		Outcome:    w.Outcome,
+		HTTPStatus: w.HTTPStatus,
+		VendorCode: w.VendorCode,
+		RequestID:  w.RequestID,
+		Error:      w.Error,
+		DurationMS: w.DurationMS,
+		Detail:     w.Detail,
+	}
+	return nil
+}
