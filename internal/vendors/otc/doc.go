@@ -1,0 +1,2 @@
+// Package otc is the Open Telekom Cloud ModelArts client.
+package otc
