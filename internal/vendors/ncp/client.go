@@ -127,12 +127,12 @@ func baseURL(s, def string) (string, error) {
 		return "", errors.New("not a valid url")
 	}
 	switch {
+	case u.User != nil: // checked first: the other messages quote s
+		return "", errors.New("user info is not allowed in the url")
 	case u.Scheme != "http" && u.Scheme != "https":
 		return "", fmt.Errorf("%q: want an http or https url", s)
 	case u.Host == "":
 		return "", fmt.Errorf("%q: no host", s)
-	case u.User != nil:
-		return "", errors.New("user info is not allowed in the url")
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
 		return "", fmt.Errorf("%q: no query or fragment allowed", s)
 	}
