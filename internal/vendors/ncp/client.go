@@ -314,6 +314,9 @@ func (c *Client) do(ctx context.Context, op, method, rawURL string, payload []by
 			RequestID:  v.RequestID,
 			Message:    v.Message,
 		}
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			e.Message = "unexpected redirect, not followed"
+		}
 		if v.Transient {
 			e.RetryAfter = vendors.ParseRetryAfter(resp.Header, c.now())
 		}

@@ -371,7 +371,7 @@ func TestFailures(t *testing.T) {
 			respond: func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, "/elsewhere", http.StatusFound)
 			},
-			op: dfOp, status: 302},
+			op: dfOp, status: 302, msg: "unexpected redirect"},
 		{name: "notebook state missing", call: notebookState,
 			want:    wantRequest{"POST", "/api/v2/notebooks/getDetail", "7kHeVWhiRsxdRl0nXz04ri"},
 			respond: reply(200, `{"success":true,"id":"7kHeVWhiRsxdRl0nXz04ri"}`),
