@@ -337,14 +337,14 @@ func TestNotebookStatus(t *testing.T) {
 					t.Errorf("unexpected page %q", q.Get("page"))
 					data = `{"total":0,"records":[]}`
 				}
-				reply(`{"code":"0","msg":"success","data":` + data + `}`)(w, r)
+				reply(`{"code":"0","msg":"success","data":`+data+`}`)(w, r)
 			})
 			if tc.detail != "" {
 				s.handle("/ai/openapi/v2/notebook/detail", func(w http.ResponseWriter, r *http.Request) {
 					if got := r.URL.Query().Get("notebookId"); got != nbID {
 						t.Errorf("detail notebookId = %q; want %q", got, nbID)
 					}
-					reply(`{"code":"0","msg":"success","data":` + tc.detail + `}`)(w, r)
+					reply(`{"code":"0","msg":"success","data":`+tc.detail+`}`)(w, r)
 				})
 			}
 			got, err := newClient(t, s, nil).NotebookStatus(context.Background(), nbID)
@@ -387,7 +387,7 @@ func TestAIDiscovery(t *testing.T) {
 				if r.Method != http.MethodGet {
 					t.Errorf("center method = %s; want GET", r.Method)
 				}
-				reply(`{"code":"0","msg":"success","data":` + tc.center(s.srv.URL) + `}`)(w, r)
+				reply(`{"code":"0","msg":"success","data":`+tc.center(s.srv.URL)+`}`)(w, r)
 			})
 			s.handle("/ai/openapi/v2/notebook/actions/stop", reply(okTrue))
 			s.handle("/ai/openapi/v2/notebook/list", reply(`{"code":"0","msg":"success","data":{"total":1,"records":[{"id":"`+nbID+`","notebookStatus":"Terminated"}]}}`))
