@@ -1,7 +1,10 @@
 package schedule
 
 import (
+	"fmt"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/cloudcron/scheduler/internal/engine"
 	"github.com/cloudcron/scheduler/internal/secret"
@@ -21,6 +24,8 @@ type Config struct {
 
 	File string         `yaml:"-"` // the file name given to Load, used in messages
 	Loc  *time.Location `yaml:"-"` // Timezone loaded (UTC when empty)
+
+	hash string // hex SHA-256 of the file bytes; see Hash
 }
 
 // AuditConfig says where the audit log lives.
@@ -54,6 +59,23 @@ type RetryPolicy struct {
 
 // Duration is a time.Duration written as a Go duration string ("30s", "1h30m").
 type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string. A problem is returned as a
+// *yaml.TypeError so that the decoder keeps going and reports every problem.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: cannot unmarshal %s into schedule.Duration", n.Line, n.ShortTag())}}
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: invalid duration %q", n.Line, n.Value)}}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String returns d in Go syntax, e.g. "1m30s".
+func (d Duration) String() string { return time.Duration(d).String() }
 
 // D returns d as a time.Duration; a nil d is 0.
 func (d *Duration) D() time.Duration {
@@ -123,6 +145,8 @@ type Job struct {
 	CatchupD       time.Duration `yaml:"-"`
 	VerifyTimeoutD time.Duration `yaml:"-"`
 	Backoff        Retry         `yaml:"-"` // effective retry policy
+
+	fingerprint string // see Fingerprint
 }
 
 // Retry is a job's effective retry policy.

@@ -1,0 +1,110 @@
+package schedule
+
+import "time"
+
+// Built-in defaults (design.md). A `defaults` field that the file leaves
+// unset takes these; a job field that the job leaves unset takes the
+// effective `defaults` value, field by field (retry sub-fields included).
+const (
+	DefaultTimeout         = 30 * time.Second
+	DefaultInitialInterval = time.Second
+	DefaultMaxInterval     = time.Minute
+	DefaultMaxElapsed      = 10 * time.Minute
+	DefaultMaxAttempts     = 8
+	DefaultCatchup         = time.Hour
+	DefaultOverlap         = "skip"
+	DefaultVerifyTimeout   = 10 * time.Minute
+	DefaultConcurrency     = 8
+)
+
+func durPtr(d time.Duration) *Duration { v := Duration(d); return &v }
+
+func copyDur(d *Duration) *Duration {
+	if d == nil {
+		return nil
+	}
+	v := *d
+	return &v
+}
+
+// builtinPolicy is the policy every field of `defaults` falls back to.
+func builtinPolicy() Policy {
+	attempts, verify := DefaultMaxAttempts, false
+	return Policy{
+		Timeout: durPtr(DefaultTimeout),
+		Retry: &RetryPolicy{
+			InitialInterval: durPtr(DefaultInitialInterval),
+			MaxInterval:     durPtr(DefaultMaxInterval),
+			MaxElapsed:      durPtr(DefaultMaxElapsed),
+			MaxAttempts:     &attempts,
+		},
+		Catchup:       durPtr(DefaultCatchup),
+		Overlap:       DefaultOverlap,
+		Verify:        &verify,
+		VerifyTimeout: durPtr(DefaultVerifyTimeout),
+	}
+}
+
+// inherit returns p with every unset field taken from base, which must be
+// complete. The result shares no pointer with p or base.
+func (p Policy) inherit(base Policy) Policy {
+	pick := func(own, def *Duration) *Duration {
+		if own != nil {
+			return copyDur(own)
+		}
+		return copyDur(def)
+	}
+	out := Policy{
+		Timeout:       pick(p.Timeout, base.Timeout),
+		Catchup:       pick(p.Catchup, base.Catchup),
+		Overlap:       p.Overlap,
+		VerifyTimeout: pick(p.VerifyTimeout, base.VerifyTimeout),
+	}
+	if out.Overlap == "" {
+		out.Overlap = base.Overlap
+	}
+	v := *base.Verify
+	if p.Verify != nil {
+		v = *p.Verify
+	}
+	out.Verify = &v
+	own := p.Retry
+	if own == nil {
+		own = &RetryPolicy{}
+	}
+	attempts := *base.Retry.MaxAttempts
+	if own.MaxAttempts != nil {
+		attempts = *own.MaxAttempts
+	}
+	out.Retry = &RetryPolicy{
+		InitialInterval: pick(own.InitialInterval, base.Retry.InitialInterval),
+		MaxInterval:     pick(own.MaxInterval, base.Retry.MaxInterval),
+		MaxElapsed:      pick(own.MaxElapsed, base.Retry.MaxElapsed),
+		MaxAttempts:     &attempts,
+	}
+	return out
+}
+
+// applyDefaults completes c.Defaults from the built-in values, each job's
+// policy from c.Defaults, and the derived durations of each job. After it,
+// every Policy pointer of c.Defaults and of every job is non-nil. Account
+// defaults (region, auth, api, concurrency, burst) depend on the vendor
+// and are set by checkAccount.
+func applyDefaults(c *Config) {
+	c.Defaults = c.Defaults.inherit(builtinPolicy())
+	for _, j := range c.Jobs {
+		if j == nil {
+			continue
+		}
+		j.Policy = j.Policy.inherit(c.Defaults)
+		j.TimeoutD = j.Timeout.D()
+		j.CatchupD = j.Catchup.D()
+		j.VerifyTimeoutD = j.VerifyTimeout.D()
+		j.Backoff = Retry{
+			InitialInterval: j.Retry.InitialInterval.D(),
+			MaxInterval:     j.Retry.MaxInterval.D(),
+			MaxElapsed:      j.Retry.MaxElapsed.D(),
+			MaxAttempts:     *j.Retry.MaxAttempts,
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package schedule
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	"github.com/cloudcron/scheduler/internal/secret"
+	"gopkg.in/yaml.v3"
+)
+
+// Options tunes Load.
+type Options struct {
+	// Resolver reads secrets when CheckSecrets is set.
+	Resolver secret.Resolver
+	// CheckSecrets makes Load resolve every secret reference and report
+	// those that do not resolve (unset variable, missing or group-readable
+	// file, missing credential). The values are read and dropped.
+	CheckSecrets bool
+	// Anchor is the instant @every schedules count from (the daemon's
+	// start, or `next --from`); zero means Now().
+	Anchor time.Time
+	// Now is the clock used for a zero Anchor; nil means time.Now.
+	Now func() time.Time
+	// Dir is the directory a relative audit.path or state.dir is resolved
+	// against. LoadFile sets it to the absolute directory of the file; with
+	// Load and an empty Dir, relative paths are kept as written (relative
+	// to the process's working directory).
+	Dir string
+}
+
+// LoadFile reads and loads the schedule file at path; see Load. A relative
+// audit.path or state.dir is resolved against the file's directory, so a
+// schedule means the same wherever the daemon is started from.
+func LoadFile(path string, opts Options) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load schedule: %w", err)
+	}
+	if opts.Dir == "" {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("load schedule: %w", err)
+		}
+		opts.Dir = filepath.Dir(abs)
+	}
+	return Load(path, data, opts)
+}
+
+// Load decodes, defaults and validates the schedule data; name is the file
+// name used in messages. On any problem it returns a nil Config and a
+// Problems error listing every problem found, sorted by position; each
+// unwraps to a *FieldError.
+func Load(name string, data []byte, opts Options) (*Config, error) {
+	sum := sha256.Sum256(data)
+	root, perr := parseDoc(name, data)
+	if perr != nil {
+		return nil, Problems{perr}
+	}
+	w := newWalker(name)
+	clean := w.walk(root, reflect.TypeFor[Config](), "")
+
+	cfg := &Config{}
+	if len(w.probs) == 0 {
+		// The walker found nothing: decode the bytes with the strict
+		// decoder, which is the source of truth for a valid file.
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil {
+			w.probs = append(w.probs, w.translate(err)...)
+			cfg = &Config{}
+			_ = clean.Decode(cfg)
+		}
+	} else if clean != nil {
+		// Decode what is left so that the semantic checks still run and
+		// every problem is reported in one go. The walker removed every
+		// node this could fail on; an error here only loses later checks.
+		if err := clean.Decode(cfg); err != nil {
+			w.probs = append(w.probs, w.translate(err)...)
+		}
+	}
+	cfg.File = name
+	cfg.hash = hex.EncodeToString(sum[:])
+
+	applyDefaults(cfg)
+	anchor := opts.Anchor
+	if anchor.IsZero() {
+		now := opts.Now
+		if now == nil {
+			now = time.Now
+		}
+		anchor = now()
+	}
+	v := &validator{w: w, c: cfg, opts: opts, anchor: anchor}
+	v.run()
+	if probs := append(w.probs, v.probs...); len(probs) > 0 {
+		return nil, sortProblems(probs)
+	}
+	if opts.Dir != "" {
+		if !filepath.IsAbs(cfg.Audit.Path) {
+			cfg.Audit.Path = filepath.Join(opts.Dir, cfg.Audit.Path)
+		}
+		if !filepath.IsAbs(cfg.State.Dir) {
+			cfg.State.Dir = filepath.Join(opts.Dir, cfg.State.Dir)
+		}
+	}
+	for _, j := range cfg.Jobs {
+		j.fingerprint = fingerprint(j, cfg.Accounts[j.Account])
+	}
+	return cfg, nil
+}
+
+// Job returns the job called name, or nil.
+func (c *Config) Job(name string) *Job {
+	for _, j := range c.Jobs {
+		if j.Name == name {
+			return j
+		}
+	}
+	return nil
+}
+
+// Hash returns the hex SHA-256 of the file bytes the Config was loaded
+// from. A reload whose bytes hash the same can be skipped.
+func (c *Config) Hash() string { return c.hash }
+
+// Fingerprint returns a hex digest of everything that decides the job's
+// behaviour: name, schedule, zone, account (its name and settings, secret
+// references included but not their positions), action, targets and the
+// effective policy. Two loads give a job the same fingerprint exactly when
+// a reload can keep it running unchanged.
+func (j *Job) Fingerprint() string {
+	if j.fingerprint == "" {
+		return fingerprint(j, nil)
+	}
+	return j.fingerprint
+}
+
+// fingerprint hashes a canonical JSON form of j and its account a.
+func fingerprint(j *Job, a *Account) string {
+	type ref struct{ Env, File, Credential string }
+	canon := func(r *secret.Ref) *ref {
+		if r == nil {
+			return nil
+		}
+		return &ref{r.Env, r.File, r.Credential}
+	}
+	zone := ""
+	if j.Loc != nil {
+		zone = j.Loc.String()
+	}
+	form := struct {
+		Name, Schedule, Zone, Account, Action string
+		Targets                               []string
+		Timeout, Catchup, VerifyTimeout       time.Duration
+		Retry                                 Retry
+		Overlap                               string
+		Verify                                bool
+		Acct                                  any
+	}{
+		Name: j.Name, Schedule: j.Schedule, Zone: zone, Account: j.Account, Action: j.Action,
+		Targets: j.Targets, Timeout: j.TimeoutD, Catchup: j.CatchupD, VerifyTimeout: j.VerifyTimeoutD,
+		Retry: j.Backoff, Overlap: j.Overlap, Verify: j.Verify != nil && *j.Verify,
+	}
+	if a != nil {
+		form.Acct = struct {
+			Vendor, Region, Domain, Cluster, ProjectID, Auth, API string
+			AccessKey, SecretKey, Token, User, Username, Password *ref
+			Endpoints                                             map[string]string
+			RateLimit                                             *RateLimit
+			Concurrency                                           int
+			Faults                                                []Fault
+		}{
+			a.Vendor, a.Region, a.Domain, a.Cluster, a.ProjectID, a.Auth, a.API,
+			canon(a.AccessKey), canon(a.SecretKey), canon(a.Token), canon(a.User), canon(a.Username), canon(a.Password),
+			a.Endpoints, a.RateLimit, a.Concurrency, a.Faults,
+		}
+	}
+	b, err := json.Marshal(form)
+	if err != nil {
+		panic("schedule: fingerprint: " + err.Error()) // plain data; cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
