@@ -1,0 +1,617 @@
+// Package executor runs one fire of a job: the job's action on each of its
+// targets, in parallel, with retries, timeouts, the overlap policy and an
+// audit record for every step.
+//
+// Retries: an error for which vendors.IsTransient reports true (network
+// errors, timeouts, HTTP 5xx and 429, the vendor codes vendors.md marks
+// transient) is retried with exponential backoff and ±50% jitter, waiting
+// at least as long as a Retry-After hint. Retries stop after
+// RetryPolicy.MaxAttempts attempts, when the next wait would end after
+// RetryPolicy.MaxElapsed, or when it would reach the job's next fire (the
+// deadline passed to Fire): the fire never runs into the next one. Any other
+// error is permanent: one attempt, recorded as a failure. An action that
+// reports the target already in the requested state succeeds.
+//
+// Audit: for each target, a "run" record (the intent) is written before the
+// first vendor call, and an "attempt" record after each call, before the
+// executor moves on, with outcome retry, success or failure. If a record
+// cannot be written the fire stops: no vendor is called for a target whose
+// record could not be made durable, and every target still pending fails
+// with ErrAudit.
+//
+// Concurrency: calls in flight are bounded per account, across all jobs of
+// that account (Options.Concurrency, default 8). A slot is held for one
+// attempt, not during backoff waits.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/vendors"
+)
+
+// DefaultConcurrency is the number of calls an account may have in flight
+// when Options.Concurrency does not say.
+const DefaultConcurrency = 8
+
+// Overlap policies: what Fire does when the job's previous fire still runs.
+const (
+	OverlapSkip  = "skip"  // audit a skip per target and return; the default
+	OverlapQueue = "queue" // wait for the running fire, then run; at most one waits
+	OverlapAllow = "allow" // run concurrently
+)
+
+// ErrAudit is wrapped by the error of every target a fire stopped because
+// an audit record could not be written.
+var ErrAudit = errors.New("audit log failed")
+
+// Action performs one catalogue action against one target. It must return
+// when ctx is done.
+type Action func(ctx context.Context, target string) (vendors.Result, error)
+
+// Job is what the executor needs to know about one job.
+type Job struct {
+	Name    string // unique: fires of the same name are subject to the overlap policy
+	Action  string // catalogue name, for the audit log
+	Account string // the semaphore and the audit account field
+	Targets []string
+	Do      Action
+	Timeout time.Duration // of one attempt; 0 = bounded only by the fire's deadline
+	Retry   RetryPolicy
+	Overlap string // OverlapSkip, OverlapQueue or OverlapAllow; anything else acts as skip
+	// Idempotent says whether re-issuing the action is safe (start, stop).
+	// It is written in the detail of the "run" intent record, so that a
+	// restart after a crash can tell re-issue from "unknown".
+	Idempotent bool
+}
+
+// Auditor receives the executor's audit records. Append must return only
+// after the record is durable. *audit.Log implements it.
+type Auditor interface {
+	Append(audit.Record) error
+}
+
+// Options configure an Executor.
+type Options struct {
+	Log   zerolog.Logger
+	Audit Auditor // required
+	// Now gives the audit records' time; default time.Now. Waits and
+	// durations use the runtime's timers and clock.
+	Now func() time.Time
+	// Concurrency returns the limit of calls in flight for an account; a
+	// value < 1 or a nil func means DefaultConcurrency. It is asked once per
+	// account, the first time the account is used.
+	Concurrency func(account string) int
+}
+
+// Executor runs fires. Its methods are safe for concurrent use.
+type Executor struct {
+	log         zerolog.Logger
+	audit       Auditor
+	now         func() time.Time
+	concurrency func(string) int
+
+	mu       sync.Mutex
+	sems     map[string]chan struct{} // per account
+	jobs     map[string]*jobState     // per job name, while a fire runs or waits
+	inflight map[string]int           // "job target" -> targets in progress
+	active   int                      // Fire calls in progress
+	idle     chan struct{}            // closed when active drops to 0
+}
+
+// jobState tracks the fires of one job, for the overlap policy.
+type jobState struct {
+	running []string      // run ids of fires in progress
+	queued  string        // run id of the fire waiting under OverlapQueue
+	done    chan struct{} // closed (and replaced) when a fire ends
+}
+
+// New returns an Executor. It panics if opts.Audit is nil: the executor
+// never acts without an audit log.
+func New(opts Options) *Executor {
+	if opts.Audit == nil {
+		panic("executor: Options.Audit is nil")
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Executor{
+		log:         opts.Log.With().Str("component", "executor").Logger(),
+		audit:       opts.Audit,
+		now:         now,
+		concurrency: opts.Concurrency,
+		sems:        map[string]chan struct{}{},
+		jobs:        map[string]*jobState{},
+		inflight:    map[string]int{},
+	}
+}
+
+// Outcome is the result of one fire.
+type Outcome struct {
+	RunID     string
+	Scheduled time.Time
+	Skipped   bool // the overlap policy skipped the fire; Targets say "skipped"
+	Targets   []TargetOutcome
+}
+
+// TargetOutcome is the result of one fire for one target.
+type TargetOutcome struct {
+	Target   string
+	Outcome  string // audit.OutcomeSuccess, audit.OutcomeFailure or audit.OutcomeSkipped
+	Attempts int    // vendor calls made
+	Err      error  // the last error; nil on success
+	Result   vendors.Result
+}
+
+// Failed returns the targets whose outcome is not success (skipped ones
+// included).
+func (o Outcome) Failed() []TargetOutcome {
+	var out []TargetOutcome
+	for _, t := range o.Targets {
+		if t.Outcome != audit.OutcomeSuccess {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// RunID names one fire: the job name and the scheduled time in UTC,
+// RFC 3339 with fractional seconds only when there are any, e.g.
+// "notebooks-on@2026-11-25T08:00:00Z".
+func RunID(job string, scheduled time.Time) string {
+	return job + "@" + scheduled.UTC().Format(time.RFC3339Nano)
+}
+
+// fire is the state shared by the targets of one fire.
+type fire struct {
+	j         *Job
+	runID     string
+	scheduled time.Time
+	deadline  time.Time
+	log       zerolog.Logger
+
+	stopOnce sync.Once
+	stop     chan struct{} // closed when an audit record failed
+}
+
+func (f *fire) halt() { f.stopOnce.Do(func() { close(f.stop) }) }
+
+func (f *fire) halted() bool {
+	select {
+	case <-f.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// Fire runs one fire of j scheduled at scheduled, and returns when every
+// target has succeeded or failed. A non-zero deadline (the job's next fire)
+// bounds the whole fire: no wait or attempt runs past it.
+func (e *Executor) Fire(ctx context.Context, j *Job, scheduled, deadline time.Time) Outcome {
+	e.begin()
+	defer e.end()
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	f := &fire{
+		j:         j,
+		runID:     RunID(j.Name, scheduled),
+		scheduled: scheduled,
+		deadline:  deadline,
+		stop:      make(chan struct{}),
+	}
+	f.log = e.log.With().Str("job", j.Name).Str("run_id", f.runID).
+		Str("action", j.Action).Str("account", j.Account).Logger()
+	out := Outcome{RunID: f.runID, Scheduled: scheduled, Targets: make([]TargetOutcome, len(j.Targets))}
+
+	if reason, ok := e.admit(ctx, j, f.runID); !ok {
+		out.Skipped = true
+		e.skip(f, reason, out.Targets)
+		return out
+	}
+	defer e.finish(j.Name, f.runID)
+
+	var wg sync.WaitGroup
+	for i, target := range j.Targets {
+		wg.Go(func() { out.Targets[i] = e.runTarget(ctx, f, target) })
+	}
+	wg.Wait()
+	return out
+}
+
+// admit applies the overlap policy. It returns ok when the fire may run,
+// and otherwise the reason it is skipped.
+func (e *Executor) admit(ctx context.Context, j *Job, runID string) (reason string, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.jobs[j.Name]
+	if st == nil {
+		st = &jobState{done: make(chan struct{})}
+		e.jobs[j.Name] = st
+	}
+	busy := len(st.running) > 0 || st.queued != ""
+	switch {
+	case !busy || j.Overlap == OverlapAllow:
+		st.running = append(st.running, runID)
+		return "", true
+	case j.Overlap != OverlapQueue:
+		return "previous run still running: " + st.describe(), false
+	case st.queued != "":
+		return fmt.Sprintf("a fire is already queued (%s) behind %s", st.queued, st.describe()), false
+	}
+	st.queued = runID
+	for len(st.running) > 0 {
+		done := st.done
+		e.mu.Unlock()
+		select {
+		case <-done:
+			e.mu.Lock()
+		case <-ctx.Done():
+			e.mu.Lock()
+			st.queued = ""
+			e.forgetLocked(j.Name, st)
+			return fmt.Sprintf("queued behind %s, gave up: %v", st.describe(), ctx.Err()), false
+		}
+	}
+	st.queued = ""
+	st.running = append(st.running, runID)
+	return "", true
+}
+
+// describe names the runs in progress; e.mu is held.
+func (st *jobState) describe() string {
+	if len(st.running) == 0 {
+		return "none"
+	}
+	return strings.Join(st.running, ", ")
+}
+
+// finish ends the fire runID of job.
+func (e *Executor) finish(job, runID string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := e.jobs[job]
+	if i := slices.Index(st.running, runID); i >= 0 {
+		st.running = slices.Delete(st.running, i, i+1)
+	}
+	close(st.done)
+	st.done = make(chan struct{})
+	e.forgetLocked(job, st)
+}
+
+// forgetLocked drops the state of a job with nothing running or queued.
+func (e *Executor) forgetLocked(job string, st *jobState) {
+	if len(st.running) == 0 && st.queued == "" && e.jobs[job] == st {
+		delete(e.jobs, job)
+	}
+}
+
+// skip audits a skipped fire, one record per target.
+func (e *Executor) skip(f *fire, reason string, out []TargetOutcome) {
+	f.log.Warn().Str("reason", reason).Msg("fire skipped by overlap policy")
+	for i, target := range f.j.Targets {
+		rec := f.record(audit.EventSkip, target)
+		rec.Outcome = audit.OutcomeSkipped
+		rec.Detail = reason
+		out[i] = TargetOutcome{Target: target, Outcome: audit.OutcomeSkipped}
+		if err := e.append(rec); err != nil {
+			out[i].Err = err
+			f.log.Error().Err(err).Str("target", target).Msg("audit append failed for a skipped fire")
+		}
+	}
+}
+
+// record starts an audit record of this fire about target.
+func (f *fire) record(event, target string) audit.Record {
+	return audit.Record{
+		Event:     event,
+		Job:       f.j.Name,
+		RunID:     f.runID,
+		Scheduled: f.scheduled,
+		Action:    f.j.Action,
+		Account:   f.j.Account,
+		Target:    target,
+	}
+}
+
+func (e *Executor) append(rec audit.Record) error {
+	rec.Time = e.now().UTC()
+	if err := e.audit.Append(rec); err != nil {
+		return fmt.Errorf("%w: %w", ErrAudit, err)
+	}
+	return nil
+}
+
+// auditFailed stops the fire after a record of target could not be written.
+func (e *Executor) auditFailed(f *fire, to TargetOutcome, lost audit.Record, err error) TargetOutcome {
+	f.halt()
+	f.log.Error().Err(err).Str("target", to.Target).Str("event", lost.Event).
+		Int("attempt", lost.Attempt).Str("lost_outcome", lost.Outcome).Str("lost_error", lost.Error).
+		Msg("audit record not written; stopping the fire, no further vendor calls")
+	to.Outcome = audit.OutcomeFailure
+	to.Err = err
+	return to
+}
+
+func intentDetail(idempotent bool) string {
+	if idempotent {
+		return "intent; idempotent"
+	}
+	return "intent; not idempotent"
+}
+
+// runTarget runs the attempts for one target and audits each.
+func (e *Executor) runTarget(ctx context.Context, f *fire, target string) TargetOutcome {
+	j := f.j
+	to := TargetOutcome{Target: target, Outcome: audit.OutcomeFailure}
+	log := f.log.With().Str("target", target).Logger()
+	key := j.Name + " " + target
+	e.track(key, 1)
+	defer e.track(key, -1)
+
+	if f.halted() {
+		to.Err = fmt.Errorf("%w: not calling vendor", ErrAudit)
+		return to
+	}
+	intent := f.record(audit.EventRun, target)
+	intent.Detail = intentDetail(j.Idempotent)
+	if err := e.append(intent); err != nil {
+		return e.auditFailed(f, to, intent, err)
+	}
+
+	b := newRetryBackOff(j.Retry, f.deadline)
+	for attempt := 1; ; attempt++ {
+		if f.halted() {
+			to.Err = fmt.Errorf("%w: not calling vendor", ErrAudit)
+			return to
+		}
+		release, err := e.acquire(ctx, f, j.Account)
+		if err != nil {
+			return e.abandon(f, to, log, fmt.Errorf("wait for a concurrency slot of account %s: %w", j.Account, err))
+		}
+		start := time.Now()
+		res, err := call(ctx, j, target)
+		dur := time.Since(start)
+		release()
+		to.Attempts, to.Result, to.Err = attempt, res, err
+
+		rec := f.record(audit.EventAttempt, target)
+		rec.Attempt = attempt
+		rec.DurationMS = dur.Milliseconds()
+		fillResult(&rec, res, err)
+		var wait time.Duration
+		switch {
+		case err == nil:
+			rec.Outcome = audit.OutcomeSuccess
+			if res.Already {
+				rec.Detail = "already in target state"
+			}
+		case ctx.Err() != nil:
+			rec.Outcome = audit.OutcomeFailure
+			to.Err = fmt.Errorf("fire stopped: %w", err)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				to.Err = fmt.Errorf("stopped at the next fire: %w", err)
+			}
+		case !vendors.IsTransient(err):
+			rec.Outcome = audit.OutcomeFailure
+		case j.Retry.MaxAttempts > 0 && attempt >= j.Retry.MaxAttempts:
+			rec.Outcome = audit.OutcomeFailure
+			to.Err = fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		default:
+			b.lastErr = err
+			if wait = b.NextBackOff(); wait == backoff.Stop {
+				rec.Outcome = audit.OutcomeFailure
+				to.Err = fmt.Errorf("%w: %w", b.reason, err)
+			} else {
+				rec.Outcome = audit.OutcomeRetry
+			}
+		}
+		if to.Err != nil {
+			rec.Error = to.Err.Error()
+		}
+		if aerr := e.append(rec); aerr != nil {
+			return e.auditFailed(f, to, rec, aerr)
+		}
+
+		switch rec.Outcome {
+		case audit.OutcomeSuccess:
+			to.Outcome = audit.OutcomeSuccess
+			log.Info().Int("attempt", attempt).Dur("duration", dur).Bool("already", res.Already).
+				Msg("action succeeded")
+			return to
+		case audit.OutcomeFailure:
+			log.Error().Err(to.Err).Int("attempt", attempt).Int("http_status", rec.HTTPStatus).
+				Str("vendor_code", rec.VendorCode).Msg("action failed")
+			return to
+		}
+		log.Warn().Err(err).Int("attempt", attempt).Dur("wait", wait).Msg("transient vendor error; retrying")
+		if werr := sleep(ctx, f, wait); werr != nil {
+			return e.abandon(f, to, log, werr)
+		}
+	}
+}
+
+// abandon records that a target stops without a further attempt.
+func (e *Executor) abandon(f *fire, to TargetOutcome, log zerolog.Logger, cause error) TargetOutcome {
+	if f.halted() {
+		to.Err = fmt.Errorf("%w: not calling vendor", ErrAudit)
+		return to
+	}
+	to.Outcome = audit.OutcomeFailure
+	to.Err = cause
+	rec := f.record(audit.EventAbandon, to.Target)
+	rec.Attempt = to.Attempts
+	rec.Outcome = audit.OutcomeFailure
+	rec.Error = cause.Error()
+	if err := e.append(rec); err != nil {
+		return e.auditFailed(f, to, rec, err)
+	}
+	log.Error().Err(cause).Int("attempts", to.Attempts).Msg("action abandoned")
+	return to
+}
+
+// sleep waits d, or until the fire is cancelled or halted.
+func sleep(ctx context.Context, f *fire, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("fire stopped during backoff wait: %w", ctx.Err())
+	case <-f.stop:
+		return fmt.Errorf("%w: not calling vendor", ErrAudit)
+	}
+}
+
+// call makes one attempt with its own timeout. An attempt that runs out of
+// its own time is a transient timeout, whatever the action returned.
+func call(ctx context.Context, j *Job, target string) (res vendors.Result, err error) {
+	if j.Do == nil {
+		return res, fmt.Errorf("job %s: no action bound for %s", j.Name, j.Action)
+	}
+	actx := ctx
+	if j.Timeout > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, j.Timeout)
+		defer cancel()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s %s: action panicked: %v", j.Action, target, p)
+		}
+	}()
+	res, err = j.Do(actx, target)
+	if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		op := fmt.Sprintf("%s %s: attempt timed out after %s", j.Action, target, j.Timeout)
+		if vendors.IsTransient(err) {
+			return res, fmt.Errorf("%s: %w", op, err)
+		}
+		return res, &vendors.Error{Op: op, Transient: true, Err: err}
+	}
+	return res, err
+}
+
+// fillResult copies the vendor's status, code and request id into rec.
+func fillResult(rec *audit.Record, res vendors.Result, err error) {
+	rec.HTTPStatus, rec.VendorCode, rec.RequestID = res.HTTPStatus, res.VendorCode, res.RequestID
+	var ve *vendors.Error
+	if errors.As(err, &ve) {
+		if ve.HTTPStatus != 0 {
+			rec.HTTPStatus = ve.HTTPStatus
+		}
+		if ve.VendorCode != "" {
+			rec.VendorCode = ve.VendorCode
+		}
+		if ve.RequestID != "" {
+			rec.RequestID = ve.RequestID
+		}
+	}
+	if err != nil {
+		rec.Error = err.Error()
+	}
+}
+
+// acquire takes a call slot of account.
+func (e *Executor) acquire(ctx context.Context, f *fire, account string) (release func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sem := e.sem(account)
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-f.stop:
+		return nil, fmt.Errorf("%w: not calling vendor", ErrAudit)
+	}
+}
+
+func (e *Executor) sem(account string) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.sems[account]
+	if !ok {
+		n := DefaultConcurrency
+		if e.concurrency != nil {
+			if c := e.concurrency(account); c > 0 {
+				n = c
+			}
+		}
+		s = make(chan struct{}, n)
+		e.sems[account] = s
+	}
+	return s
+}
+
+func (e *Executor) track(key string, delta int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.inflight[key] += delta; e.inflight[key] <= 0 {
+		delete(e.inflight, key)
+	}
+}
+
+func (e *Executor) begin() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.active == 0 {
+		e.idle = make(chan struct{})
+	}
+	e.active++
+}
+
+func (e *Executor) end() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.active--; e.active == 0 {
+		close(e.idle)
+	}
+}
+
+// Running returns the targets in progress, as "job target", sorted.
+func (e *Executor) Running() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.inflight))
+	for k := range e.inflight {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Wait returns when no fire is in progress (or queued). If ctx ends first
+// it returns an error wrapping ctx's, naming what was still running.
+func (e *Executor) Wait(ctx context.Context) error {
+	e.mu.Lock()
+	if e.active == 0 {
+		e.mu.Unlock()
+		return nil
+	}
+	idle := e.idle
+	e.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		running := e.Running()
+		return fmt.Errorf("executor: abandoned %d running targets [%s]: %w",
+			len(running), strings.Join(running, ", "), ctx.Err())
+	}
+}
