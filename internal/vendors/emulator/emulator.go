@@ -277,6 +277,7 @@ func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, miss := c.route(k)
 	if rt == nil {
+		k.vendor = vendorOf(r.URL.Path)
 		c.finish(w, k, miss, "")
 		return
 	}
@@ -438,6 +439,19 @@ func (c *Cloud) route(k *call) (*route, reply) {
 		return c.routeOTC(k)
 	}
 	return nil, jsonReply(http.StatusNotFound, "", map[string]string{"error": "not found"})
+}
+
+// vendorOf tells which vendor a path belongs to, "" for none.
+func vendorOf(p string) string {
+	switch {
+	case strings.HasPrefix(p, "/api/user/"), strings.HasPrefix(p, "/ac/"), strings.HasPrefix(p, "/ai/"):
+		return VendorSCNet
+	case strings.HasPrefix(p, "/api/"):
+		return VendorNCP
+	case strings.HasPrefix(p, "/v1/"), strings.HasPrefix(p, "/v3/"):
+		return VendorOTC
+	}
+	return ""
 }
 
 // unavailable is the vendor's 503 answer.
