@@ -305,7 +305,9 @@ func (c *Client) do(ctx context.Context, req request) (*reply, error) {
 
 		env, ok := parseEnvelope(body)
 		cls := classify(req.kind, resp.StatusCode, env.Code)
-		if cls == classToken && c.auth == AuthIAM && attempt == 0 {
+		// With a token, APIG.0301 ("IAM authentication information
+		// incorrect") is a token problem too, and no AK can lock: refresh.
+		if c.auth == AuthIAM && attempt == 0 && (cls == classToken || env.Code == "APIG.0301") {
 			c.tokens.invalidate(token)
 			continue
 		}

@@ -394,6 +394,9 @@ func TestResponses(t *testing.T) {
 		{name: "app signature error is permanent", call: callStart, status: 401,
 			body:    `{"error_code":"APIG.0303","error_msg":"Incorrect app authentication information: signature expired"}`,
 			wantErr: true, wantCode: "APIG.0303", wantMsg: lockHint},
+		{name: "ak locked is permanent", call: callStart, status: 401,
+			body:    `{"error_code":"APIG.0301","error_msg":"AK access failed to reach the limit,forbidden"}`,
+			wantErr: true, wantCode: "APIG.0301", wantMsg: lockHint},
 		{name: "invalid ak/sk is permanent", call: callStop, status: 403,
 			body:    `{"error_code":"ModelArts.0206","error_msg":"Invalid AK/SK."}`,
 			wantErr: true, wantCode: "ModelArts.0206", wantMsg: lockHint},
@@ -619,19 +622,23 @@ func TestIAMConcurrentCallsShareOneFetch(t *testing.T) {
 func TestIAMRefreshOnTokenError(t *testing.T) {
 	tests := []struct {
 		name        string
-		rejectFirst int // answer this many valid requests with ModelArts.0203
+		rejectFirst int    // answer this many valid requests with code
+		code        string // a token error
 		wantErr     bool
 		wantReqs    int
 	}{
-		{"refresh once and replay", 1, false, 2},
-		{"second rejection is permanent", 2, true, 2},
+		{"refresh once and replay", 1, "ModelArts.0203", false, 2},
+		{"expired token at the gateway", 1, "APIG.0307", false, 2},
+		{"iam auth information incorrect", 1, "APIG.0301", false, 2},
+		{"second rejection is permanent", 2, "ModelArts.0203", true, 2},
+		{"second apig rejection is permanent", 2, "APIG.0301", true, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeCloud(t, func(w http.ResponseWriter, _ *http.Request, n int) {
 				if n < tc.rejectFirst {
 					w.WriteHeader(http.StatusUnauthorized)
-					io.WriteString(w, `{"error_code":"ModelArts.0203","error_msg":"Invalid token, refresh the user token."}`)
+					fmt.Fprintf(w, `{"error_code":%q,"error_msg":"Invalid token, refresh the user token."}`, tc.code)
 					return
 				}
 				io.WriteString(w, `{"current_status":"STARTING","previous_state":"STOPPED"}`)

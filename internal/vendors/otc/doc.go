@@ -27,9 +27,11 @@
 // With auth "iam" the client fetches a project-scoped token (password
 // method, POST {iam}/v3/auth/tokens), keeps it until five minutes before
 // its expires_at, and sends it as X-Auth-Token. Concurrent calls share one
-// fetch. A token error (ModelArts.0201-0204, 6620, APIG.0307, or a 401
-// without a known code) drops the token and replays the call once with a
-// new one; a second token error is permanent.
+// fetch. A token error (ModelArts.0201-0204, 6620, APIG.0307, a 401
+// without a known code, and with a token also APIG.0301, "IAM
+// authentication information incorrect") drops the token and replays the
+// call once with a new one; a second token error is permanent. With aksk
+// the same answers are permanent.
 //
 // # Errors
 //
