@@ -85,11 +85,12 @@ type walker struct {
 	probs Problems
 	vals  map[string]*yaml.Node // path → value node (the alias, not its target)
 	keys  map[string]*yaml.Node // path → key node
+	typos map[string]bool       // paths of fields an unknown field was probably meant to be
 	steps int
 }
 
 func newWalker(file string) *walker {
-	return &walker{file: file, vals: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{}}
+	return &walker{file: file, vals: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{}, typos: map[string]bool{}}
 }
 
 func (w *walker) add(n *yaml.Node, path, format string, args ...any) {
@@ -298,6 +299,9 @@ func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, path string) *yaml.Nod
 		ft, known := types[name]
 		if !known {
 			w.add(k, p, "unknown field %q; %s", name, hint(name, names))
+			if c := closest(name, names); c != "" {
+				w.typos[child(path, c)] = true
+			}
 			continue
 		}
 		w.keys[p] = k
@@ -330,7 +334,7 @@ func (w *walker) walkMap(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
 		seen[name] = k
 		w.keys[p] = k
 		if isNull(v) {
-			w.add(v, p, "expected %s, got nothing", elemNoun(t.Elem()))
+			w.add(v, p, "expected %s, got nothing", withArticle(elemNoun(t.Elem())))
 			continue
 		}
 		if cv := w.walk(v, t.Elem(), p); cv != nil {
@@ -354,7 +358,7 @@ func (w *walker) walkSlice(n *yaml.Node, t reflect.Type, path string) *yaml.Node
 		p := index(path, i)
 		if isNull(e) {
 			w.vals[p] = e
-			w.add(e, p, "expected %s, got nothing", elemNoun(t.Elem()))
+			w.add(e, p, "expected %s, got nothing", withArticle(elemNoun(t.Elem())))
 			continue
 		}
 		if ce := w.walk(e, t.Elem(), p); ce != nil {
@@ -366,6 +370,13 @@ func (w *walker) walkSlice(n *yaml.Node, t reflect.Type, path string) *yaml.Node
 		}
 	}
 	return &c
+}
+
+func withArticle(noun string) string {
+	if strings.ContainsAny(noun[:1], "aeiou") {
+		return "an " + noun
+	}
+	return "a " + noun
 }
 
 // elemNoun names an element of a list or map for messages.

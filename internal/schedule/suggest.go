@@ -28,6 +28,17 @@ func hint(word string, candidates []string) string {
 	if c := closest(word, candidates); c != "" {
 		return fmt.Sprintf("did you mean %q?", c)
 	}
+	if len(word) >= 3 {
+		var near []string
+		for _, c := range candidates {
+			if strings.Contains(strings.ToLower(c), strings.ToLower(word)) {
+				near = append(near, c)
+			}
+		}
+		if len(near) > 0 && len(near) < len(candidates) {
+			return "did you mean one of: " + list(near) + "?"
+		}
+	}
 	return "use one of: " + list(candidates)
 }
 

@@ -118,10 +118,11 @@ func (v *validator) errKey(path, format string, args ...any) {
 // or to a value the walker rejected.
 func (v *validator) present(path string) bool { return v.w.keys[path] != nil }
 
-// set reports whether the file gives the field at path a non-null value.
+// set reports whether the file gives the field at path a non-null value
+// that the walker accepted.
 func (v *validator) set(path string) bool {
 	n := v.w.vals[path]
-	return n != nil && !isNull(n)
+	return n != nil && !isNull(n) && !v.bad(path)
 }
 
 // bad reports whether the walker already reported a problem at or under path.
@@ -142,7 +143,7 @@ func (v *validator) need(base, field string, zero bool, fix string) bool {
 	}
 	p := child(base, field)
 	switch {
-	case v.bad(p):
+	case v.bad(p), v.w.typos[p]: // already reported, e.g. as a typo of this field
 	case v.present(p):
 		v.errAt(p, "must not be empty; %s", fix)
 	default:
@@ -202,13 +203,18 @@ func (v *validator) run() {
 	firstLine := map[string]int{}
 	used := map[string]bool{}
 	for i, j := range c.Jobs {
-		if j != nil {
-			v.checkJob(i, j, names, firstLine)
-			used[j.Account] = true
+		if j == nil {
+			continue
+		}
+		v.checkJob(i, j, names, firstLine)
+		used[j.Account] = true
+		if c.Accounts[j.Account] == nil {
+			// A misspelt account name is reported once, at the job.
+			used[closest(j.Account, names)] = true
 		}
 	}
 	for _, name := range names {
-		if !used[name] {
+		if !used[name] && len(c.Jobs) > 0 {
 			v.errKey(child("accounts", name), "account %q is not used by any job; remove it or add a job that uses it", name)
 		}
 		if a := c.Accounts[name]; a != nil {
@@ -271,7 +277,7 @@ func (v *validator) checkJob(i int, j *Job, accounts []string, firstLine map[str
 		case !ok:
 			v.errAt(child(base, "action"), "unknown action %q; %s", j.Action, hint(j.Action, catalogNames))
 		case acc != nil && oneOf(acc.Vendor, vendorNames) && acc.Vendor != "sandbox" && acc.Vendor != info.Vendor:
-			v.errAt(child(base, "action"), "action %q is a %s action, but account %q is vendor %s, which offers: %s",
+			v.errAt(child(base, "action"), "action %q belongs to vendor %s, but account %q is vendor %s, which offers: %s",
 				j.Action, info.Vendor, j.Account, acc.Vendor, list(vendorActions(acc.Vendor)))
 		}
 	}
