@@ -157,4 +157,3 @@ func TestSCNetTokenRoundTrip(t *testing.T) {
 		t.Error("parseSCNetToken(forged) = nil; want an error")
 	}
 }
-
