@@ -69,7 +69,10 @@ const (
 	// FaultDelay waits Fault.Delay (or until the client goes away), then
 	// answers normally.
 	FaultDelay FaultKind = "delay"
-	// FaultDrop closes the connection without writing a response.
+	// FaultDrop closes the connection without writing a response. Where
+	// the connection cannot be hijacked (HTTP/2, httptest.ResponseRecorder)
+	// the handler panics with http.ErrAbortHandler instead, which net/http
+	// turns into a reset stream.
 	FaultDrop FaultKind = "drop"
 	// FaultReject answers the vendor's documented permanent error for the
 	// API: DF 403 "not allowed or not exists", CDSS result:null, SCNet code
