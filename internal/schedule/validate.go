@@ -62,6 +62,8 @@ type validator struct {
 	opts   Options
 	anchor time.Time
 	probs  Problems
+
+	badPaths map[string]bool // paths at or above a walker problem; see bad
 }
 
 // node returns the node of path or of its nearest recorded ancestor.
@@ -127,12 +129,20 @@ func (v *validator) set(path string) bool {
 
 // bad reports whether the walker already reported a problem at or under path.
 func (v *validator) bad(path string) bool {
-	for _, p := range v.w.probs {
-		if p.Path == path || strings.HasPrefix(p.Path, path+".") || strings.HasPrefix(p.Path, path+"[") {
-			return true
+	if v.badPaths == nil {
+		v.badPaths = map[string]bool{}
+		for _, p := range v.w.probs {
+			for q := p.Path; ; {
+				v.badPaths[q] = true
+				i := strings.LastIndexAny(q, ".[")
+				if i < 0 {
+					break
+				}
+				q = q[:i]
+			}
 		}
 	}
-	return false
+	return v.badPaths[path]
 }
 
 // need reports a required field that is missing or empty (zero) and
@@ -261,7 +271,11 @@ func (v *validator) checkJob(i int, j *Job, accounts []string, firstLine map[str
 	}
 
 	var acc *Account
-	if v.need(base, "account", j.Account == "", "name one of the accounts: "+list(accounts)) {
+	accountFix := "name one of the accounts: " + list(accounts)
+	if len(accounts) == 0 {
+		accountFix = "define an account under accounts: and name it here"
+	}
+	if v.need(base, "account", j.Account == "", accountFix) {
 		acc = c.Accounts[j.Account]
 		if acc == nil && !v.bad(child("accounts", j.Account)) {
 			if len(accounts) == 0 {
