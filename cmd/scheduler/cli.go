@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/cloudcron/scheduler/configs"
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/daemon"
+	"github.com/cloudcron/scheduler/internal/engine"
+	"github.com/cloudcron/scheduler/internal/schedule"
+	"github.com/cloudcron/scheduler/internal/secret"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+const defaultConfig = "/etc/scheduler/config.yaml"
+
+const usage = `scheduler turns one YAML schedule into cloud lifecycle actions.
+
+Usage:
+  scheduler run      --config PATH             the daemon (SIGHUP reloads, SIGTERM stops)
+  scheduler validate --config PATH             check a schedule; print every problem
+  scheduler next     --config PATH [--job NAME] [--from RFC3339] [--count N] [--json]
+                                               upcoming fire times in each job's zone
+  scheduler trigger  --config PATH JOB         run one job's action now, once
+  scheduler demo     [--for DURATION]          the daemon on the demo schedule against
+                                               the embedded emulated cloud; no credentials
+
+Run 'scheduler COMMAND --help' for a command's flags.
+`
+
+// env is what a command needs from the process; tests supply their own.
+type env struct {
+	ctx    context.Context
+	reload <-chan struct{}
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func run(ctx context.Context, reload <-chan struct{}, args []string, stdout, stderr io.Writer) int {
+	e := env{ctx: ctx, reload: reload, stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return e.cmdRun(rest)
+	case "validate":
+		return e.cmdValidate(rest)
+	case "next":
+		return e.cmdNext(rest)
+	case "trigger":
+		return e.cmdTrigger(rest)
+	case "demo":
+		return e.cmdDemo(rest)
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "scheduler: unknown command %q\n\n%s", cmd, usage)
+	return exitUsage
+}
+
+// flags builds a command's flag set with the shared --config and --log-level.
+func (e env) flags(name, synopsis string) (*flag.FlagSet, *string, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	cfg := fs.String("config", defaultConfig, "schedule file")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: scheduler %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs, cfg, level
+}
+
+// parse parses flags that may come before or after positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func parseErr(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}
+
+// newLogger writes human-readable lines to a terminal and JSON otherwise
+// (journald, files, pipes).
+func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	out := w
+	if f, ok := w.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+		out = zerolog.ConsoleWriter{Out: f, TimeFormat: "15:04:05.000"}
+	}
+	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+func (e env) cmdRun(args []string) int {
+	fs, cfg, level := e.flags("run", "run --config PATH")
+	if _, err := parse(fs, args); err != nil {
+		return parseErr(err)
+	}
+	log, err := newLogger(e.stderr, *level)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "scheduler:", err)
+		return exitUsage
+	}
+	if err := daemon.Run(e.ctx, daemon.Options{ConfigPath: *cfg, Log: log}, e.reload); err != nil {
+		printErr(e.stderr, err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// printErr prints an error, one problem per line when it joins several.
+func printErr(w io.Writer, err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			printErr(w, e)
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+func (e env) cmdValidate(args []string) int {
+	fs, cfg, _ := e.flags("validate", "validate --config PATH")
+	if _, err := parse(fs, args); err != nil {
+		return parseErr(err)
+	}
+	c, err := daemon.Load(*cfg, secret.Resolver{}, time.Now())
+	if err != nil {
+		printErr(e.stderr, err)
+		n := 1
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			n = len(j.Unwrap())
+		}
+		fmt.Fprintf(e.stderr, "%s: %d problem(s); the schedule was not accepted\n", *cfg, n)
+		return exitFailed
+	}
+	fmt.Fprintf(e.stdout, "%s: valid: %d jobs, %d accounts\n", *cfg, len(c.Jobs), len(c.Accounts))
+	return exitOK
+}
+
+func (e env) cmdNext(args []string) int {
+	fs, cfg, _ := e.flags("next", "next --config PATH [--job NAME] [--from RFC3339] [--count N] [--json]")
+	jobName := fs.String("job", "", "only this job")
+	from := fs.String("from", "", "list fires after this instant (RFC3339); default now")
+	count := fs.Int("count", 5, "fires per job")
+	asJSON := fs.Bool("json", false, `one JSON object per line: {"job": NAME, "time": RFC3339}`)
+	if _, err := parse(fs, args); err != nil {
+		return parseErr(err)
+	}
+	if *count < 1 {
+		fmt.Fprintln(e.stderr, "scheduler next: --count must be at least 1")
+		return exitUsage
+	}
+	start := time.Now()
+	if *from != "" {
+		t, err := time.Parse(time.RFC3339, *from)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "scheduler next: --from %q: want RFC3339 such as 2026-03-29T00:00:00+01:00\n", *from)
+			return exitUsage
+		}
+		start = t
+	}
+	// @every counts from --from, as the daemon counts from its start.
+	c, err := schedule.LoadFile(*cfg, schedule.Options{Anchor: start})
+	if err != nil {
+		printErr(e.stderr, err)
+		return exitFailed
+	}
+	type fire struct {
+		job  string
+		zone string
+		t    time.Time
+	}
+	var fires []fire
+	found := false
+	for _, j := range c.Jobs {
+		if *jobName != "" && j.Name != *jobName {
+			continue
+		}
+		found = true
+		for _, t := range engine.Upcoming(j.Spec, start, *count) {
+			fires = append(fires, fire{j.Name, j.Loc.String(), t})
+		}
+	}
+	if !found {
+		fmt.Fprintf(e.stderr, "scheduler next: no job named %q in %s\n", *jobName, *cfg)
+		return exitFailed
+	}
+	sort.SliceStable(fires, func(a, b int) bool { return fires[a].t.Before(fires[b].t) })
+	for _, f := range fires {
+		if *asJSON {
+			b, _ := json.Marshal(struct {
+				Job  string `json:"job"`
+				Time string `json:"time"`
+			}{f.job, f.t.Format(time.RFC3339)})
+			fmt.Fprintln(e.stdout, string(b))
+			continue
+		}
+		fmt.Fprintf(e.stdout, "%s  %-24s %s\n", f.t.Format("2006-01-02 15:04:05 -07:00 Mon"), f.job, f.zone)
+	}
+	return exitOK
+}
+
+func (e env) cmdTrigger(args []string) int {
+	fs, cfg, level := e.flags("trigger", "trigger --config PATH JOB")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return parseErr(err)
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	log, err := newLogger(e.stderr, *level)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "scheduler:", err)
+		return exitUsage
+	}
+	out, err := daemon.Trigger(e.ctx, daemon.TriggerOptions{ConfigPath: *cfg, Job: pos[0], Log: log, Out: e.stdout})
+	if err != nil {
+		printErr(e.stderr, err)
+		return exitFailed
+	}
+	if failed := out.Failed(); len(failed) > 0 {
+		ids := make([]string, len(failed))
+		for i, f := range failed {
+			ids[i] = f.Target
+		}
+		fmt.Fprintf(e.stderr, "scheduler trigger: %s failed on %s\n", pos[0], strings.Join(ids, ", "))
+		return exitFailed
+	}
+	return exitOK
+}
+
+func (e env) cmdDemo(args []string) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	dur := fs.Duration("for", 0, "stop after this long (default: until Ctrl-C)")
+	dir := fs.String("dir", "", "folder for the demo schedule, audit log and state (default: a new temporary folder)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: scheduler demo [--for DURATION] [--dir DIR]\n\nRuns the daemon on configs/demo.yaml against an emulated cloud started in-process on loopback.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if _, err := parse(fs, args); err != nil {
+		return parseErr(err)
+	}
+	log, err := newLogger(e.stderr, *level)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "scheduler:", err)
+		return exitUsage
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "scheduler-demo-")
+		if err != nil {
+			fmt.Fprintln(e.stderr, "scheduler demo:", err)
+			return exitFailed
+		}
+		*dir = d
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		fmt.Fprintln(e.stderr, "scheduler demo:", err)
+		return exitFailed
+	}
+	path := filepath.Join(*dir, "demo.yaml")
+	if err := os.WriteFile(path, configs.Demo, 0o600); err != nil {
+		fmt.Fprintln(e.stderr, "scheduler demo:", err)
+		return exitFailed
+	}
+	fmt.Fprintf(e.stdout, "scheduler demo: schedule %s\n  audit log: %s\n  edit the schedule and send SIGHUP to reload; Ctrl-C to stop\n",
+		path, filepath.Join(*dir, "audit.jsonl"))
+	ctx := e.ctx
+	if *dur > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *dur)
+		defer cancel()
+	}
+	err = daemon.Run(ctx, daemon.Options{ConfigPath: path, Log: log, Grace: 10 * time.Second}, e.reload)
+	summarize(e.stdout, filepath.Join(*dir, "audit.jsonl"))
+	if err != nil {
+		printErr(e.stderr, err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// summarize prints how many attempts ended in each outcome, per job.
+func summarize(w io.Writer, path string) {
+	recs, err := audit.ReadAll(path)
+	if err != nil {
+		fmt.Fprintf(w, "audit log %s: %v\n", path, err)
+		return
+	}
+	type key struct{ job, outcome string }
+	counts := map[key]int{}
+	var jobs []string
+	for _, r := range recs {
+		if r.Job == "" {
+			continue
+		}
+		k := key{r.Job, r.Outcome}
+		if _, seen := counts[key{r.Job, ""}]; !seen {
+			counts[key{r.Job, ""}] = 0
+			jobs = append(jobs, r.Job)
+		}
+		counts[k]++
+	}
+	sort.Strings(jobs)
+	fmt.Fprintf(w, "\naudit log %s: %d records\n", path, len(recs))
+	for _, j := range jobs {
+		var parts []string
+		for _, o := range []string{"success", "retry", "failure", "skipped", "missed", "unknown"} {
+			if n := counts[key{j, o}]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s=%d", o, n))
+			}
+		}
+		fmt.Fprintf(w, "  %-28s %s\n", j, strings.Join(parts, " "))
+	}
+}

@@ -1,0 +1,303 @@
+package daemon
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/schedule"
+	"github.com/cloudcron/scheduler/internal/secret"
+	"github.com/cloudcron/scheduler/internal/vendors"
+	"github.com/cloudcron/scheduler/internal/vendors/emulator"
+	"github.com/cloudcron/scheduler/internal/vendors/ncp"
+	"github.com/cloudcron/scheduler/internal/vendors/otc"
+	"github.com/cloudcron/scheduler/internal/vendors/scnet"
+)
+
+// account is one configured account made runnable: its clients, bound to
+// one shared http.Client, and, for sandbox accounts, the emulated cloud it
+// talks to.
+type account struct {
+	name    string
+	vendor  string
+	actions map[string]executor.Action
+	cloud   *emulator.Cloud // sandbox only; owned by this account
+	http    *http.Client
+}
+
+func (a *account) close() {
+	if a.cloud != nil {
+		_ = a.cloud.Close()
+	}
+	a.http.CloseIdleConnections()
+}
+
+// newHTTPClient returns the one http.Client an account's calls share.
+// There is no client-wide timeout: each attempt carries the job's timeout
+// in its context.
+func newHTTPClient(concurrency int) *http.Client {
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   concurrency,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &http.Client{Transport: t}
+}
+
+// buildAccount resolves an account's secrets and builds its vendor clients.
+func buildAccount(acc *schedule.Account, res secret.Resolver, log zerolog.Logger) (*account, error) {
+	conc := acc.Concurrency
+	if conc <= 0 {
+		conc = 8
+	}
+	a := &account{name: acc.Name, vendor: acc.Vendor, http: newHTTPClient(conc), actions: map[string]executor.Action{}}
+	get := func(r *secret.Ref, field string) (secret.Value, error) {
+		if r == nil {
+			return secret.Value{}, nil
+		}
+		v, err := res.Resolve(*r)
+		if err != nil {
+			return secret.Value{}, fmt.Errorf("account %s: %s: %w", acc.Name, field, err)
+		}
+		return v, nil
+	}
+	var err error
+	switch acc.Vendor {
+	case "ncp":
+		var cfg ncp.Config
+		if cfg.AccessKey, err = get(acc.AccessKey, "access_key"); err != nil {
+			return nil, err
+		}
+		if cfg.SecretKey, err = get(acc.SecretKey, "secret_key"); err != nil {
+			return nil, err
+		}
+		cfg.Region = acc.Region
+		cfg.DataForestURL = acc.Endpoints["dataforest"]
+		cfg.CDSSURL = acc.Endpoints["cdss"]
+		cfg.HTTPClient = a.http
+		if err := a.addNCP(cfg); err != nil {
+			return nil, fmt.Errorf("account %s: %w", acc.Name, err)
+		}
+	case "scnet":
+		var cfg scnet.Config
+		if cfg.Token, err = get(acc.Token, "token"); err != nil {
+			return nil, err
+		}
+		if cfg.User, err = get(acc.User, "user"); err != nil {
+			return nil, err
+		}
+		if cfg.AccessKey, err = get(acc.AccessKey, "access_key"); err != nil {
+			return nil, err
+		}
+		if cfg.SecretKey, err = get(acc.SecretKey, "secret_key"); err != nil {
+			return nil, err
+		}
+		cfg.Cluster = acc.Cluster
+		cfg.AuthURL = acc.Endpoints["auth"]
+		cfg.PlatformURL = acc.Endpoints["platform"]
+		cfg.AIURL = acc.Endpoints["ai"]
+		cfg.HTTPClient = a.http
+		if err := a.addSCNet(cfg); err != nil {
+			return nil, fmt.Errorf("account %s: %w", acc.Name, err)
+		}
+	case "otc":
+		var cfg otc.Config
+		if cfg.AccessKey, err = get(acc.AccessKey, "access_key"); err != nil {
+			return nil, err
+		}
+		if cfg.SecretKey, err = get(acc.SecretKey, "secret_key"); err != nil {
+			return nil, err
+		}
+		if cfg.Username, err = get(acc.Username, "username"); err != nil {
+			return nil, err
+		}
+		if cfg.Password, err = get(acc.Password, "password"); err != nil {
+			return nil, err
+		}
+		cfg.Domain = acc.Domain
+		cfg.ProjectID = acc.ProjectID
+		cfg.Region = acc.Region
+		cfg.Auth = acc.Auth
+		cfg.API = acc.API
+		cfg.ModelArtsURL = acc.Endpoints["modelarts"]
+		cfg.IAMURL = acc.Endpoints["iam"]
+		cfg.HTTPClient = a.http
+		if err := a.addOTC(cfg); err != nil {
+			return nil, fmt.Errorf("account %s: %w", acc.Name, err)
+		}
+	case "sandbox":
+		if err := a.addSandbox(acc, log); err != nil {
+			a.close()
+			return nil, fmt.Errorf("account %s: %w", acc.Name, err)
+		}
+	default:
+		return nil, fmt.Errorf("account %s: unknown vendor %q", acc.Name, acc.Vendor)
+	}
+	return a, nil
+}
+
+func (a *account) addNCP(cfg ncp.Config) error {
+	c, err := ncp.New(cfg)
+	if err != nil {
+		return err
+	}
+	a.actions["dataforest.notebook.restart"] = c.RestartNotebook
+	a.actions["dataforest.aiapp.kill"] = c.KillAIApp
+	a.actions["dataforest.app.start"] = c.StartApp
+	a.actions["dataforest.app.stop"] = c.StopApp
+	a.actions["cdss.cmak.restart"] = c.RestartCMAK
+	a.actions["cdss.kafka.restart"] = c.RestartKafka
+	a.actions["cdss.cluster.restart"] = c.RestartAllServices
+	return nil
+}
+
+func (a *account) addSCNet(cfg scnet.Config) error {
+	c, err := scnet.New(cfg)
+	if err != nil {
+		return err
+	}
+	a.actions["scnet.notebook.start"] = c.StartNotebook
+	a.actions["scnet.notebook.stop"] = c.StopNotebook
+	return nil
+}
+
+func (a *account) addOTC(cfg otc.Config) error {
+	c, err := otc.New(cfg)
+	if err != nil {
+		return err
+	}
+	a.actions["modelarts.notebook.start"] = c.StartNotebook
+	a.actions["modelarts.notebook.stop"] = c.StopNotebook
+	return nil
+}
+
+// addSandbox starts an emulated cloud on loopback for this account and
+// points a real client of every vendor at it, with the emulator's own
+// throwaway credentials.
+func (a *account) addSandbox(acc *schedule.Account, log zerolog.Logger) error {
+	cloud := emulator.New(emulator.Options{Log: log.With().Str("account", acc.Name).Logger()})
+	if err := cloud.Start(); err != nil {
+		return fmt.Errorf("start emulated cloud: %w", err)
+	}
+	a.cloud = cloud
+	for _, f := range acc.Faults {
+		cloud.Inject(emulator.Fault{
+			Target:     f.Target,
+			Action:     f.Action,
+			Kind:       emulator.FaultKind(f.Kind),
+			Times:      f.Times,
+			RetryAfter: f.RetryAfter.D(),
+			Delay:      f.Delay.D(),
+		})
+	}
+	cr := cloud.Credentials()
+	u := cloud.URL()
+	if err := a.addNCP(ncp.Config{
+		AccessKey: secret.New(cr.NCPAccessKey), SecretKey: secret.New(cr.NCPSecretKey),
+		Region: "KR", DataForestURL: u, CDSSURL: u, HTTPClient: a.http,
+	}); err != nil {
+		return err
+	}
+	if err := a.addSCNet(scnet.Config{
+		Token: secret.New(cr.SCNetToken), PlatformURL: u, AIURL: u, AuthURL: u, HTTPClient: a.http,
+	}); err != nil {
+		return err
+	}
+	return a.addOTC(otc.Config{
+		ProjectID: cr.OTCProjectID, Region: "eu-de", Auth: "aksk", API: acc.API,
+		AccessKey: secret.New(cr.OTCAccessKey), SecretKey: secret.New(cr.OTCSecretKey),
+		ModelArtsURL: u, IAMURL: u, HTTPClient: a.http,
+	})
+}
+
+// plan is a config made runnable: accounts with their clients, and one
+// executor.Job per configured job.
+type plan struct {
+	cfg      *schedule.Config
+	accounts map[string]*account
+	jobs     map[string]*executor.Job
+}
+
+// buildPlan does every fallible step of turning a config into runnable
+// jobs. Nothing live is touched: on error, whatever it started is closed.
+func buildPlan(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger) (*plan, error) {
+	p := &plan{cfg: cfg, accounts: map[string]*account{}, jobs: map[string]*executor.Job{}}
+	names := make([]string, 0, len(cfg.Accounts))
+	for n := range cfg.Accounts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		a, err := buildAccount(cfg.Accounts[n], res, log)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.accounts[n] = a
+	}
+	for _, j := range cfg.Jobs {
+		a := p.accounts[j.Account]
+		if a == nil {
+			p.close()
+			return nil, fmt.Errorf("job %s: unknown account %q", j.Name, j.Account)
+		}
+		do := a.actions[j.Action]
+		if do == nil {
+			p.close()
+			return nil, fmt.Errorf("job %s: account %s (vendor %s) does not offer action %s", j.Name, j.Account, a.vendor, j.Action)
+		}
+		info := vendors.Catalogue[j.Action]
+		p.jobs[j.Name] = &executor.Job{
+			Name:    j.Name,
+			Action:  j.Action,
+			Account: j.Account,
+			Targets: append([]string(nil), j.Targets...),
+			Do:      do,
+			Timeout: j.TimeoutD,
+			Retry: executor.RetryPolicy{
+				InitialInterval: j.Backoff.InitialInterval,
+				MaxInterval:     j.Backoff.MaxInterval,
+				MaxElapsed:      j.Backoff.MaxElapsed,
+				MaxAttempts:     j.Backoff.MaxAttempts,
+			},
+			Overlap:    j.Overlap,
+			Idempotent: info.Idempotent(),
+		}
+	}
+	return p, nil
+}
+
+func (p *plan) close() {
+	for _, a := range p.accounts {
+		a.close()
+	}
+}
+
+// concurrency returns the per-account limit of in-flight calls.
+func (p *plan) concurrency(account string) int {
+	if a := p.cfg.Accounts[account]; a != nil && a.Concurrency > 0 {
+		return a.Concurrency
+	}
+	return 8
+}
+
+// sandboxClouds lists the emulated clouds this plan started, by account.
+func (p *plan) sandboxClouds() map[string]*emulator.Cloud {
+	m := map[string]*emulator.Cloud{}
+	for n, a := range p.accounts {
+		if a.cloud != nil {
+			m[n] = a.cloud
+		}
+	}
+	return m
+}

@@ -1,0 +1,327 @@
+// Package daemon wires a schedule to the cron engine, the executor, the
+// vendor clients and the audit log. It is the `run`, `trigger` and `demo`
+// commands minus flag parsing and signals: cmd/scheduler turns signals into
+// a cancelled context and a reload channel and calls in here.
+//
+// Reload does every fallible step (read, decode, validate, resolve secrets,
+// build clients) before it touches the running schedule; a bad edit is
+// logged and audited and the old schedule keeps running.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/engine"
+	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/schedule"
+	"github.com/cloudcron/scheduler/internal/secret"
+)
+
+// Options configures a daemon.
+type Options struct {
+	ConfigPath string
+	Log        zerolog.Logger
+	Resolver   secret.Resolver
+	Now        func() time.Time // default time.Now
+	// Grace is how long shutdown waits for in-flight calls; default 30s.
+	Grace time.Duration
+	// Ready, if set, is called once the first schedule is registered.
+	Ready func(Status)
+}
+
+// Status is a one-line view of the running daemon.
+type Status struct {
+	Jobs     int
+	NextJob  string
+	NextFire time.Time
+}
+
+func (s Status) String() string {
+	if s.NextFire.IsZero() {
+		return fmt.Sprintf("%d jobs; no upcoming fire", s.Jobs)
+	}
+	return fmt.Sprintf("%d jobs; next %s at %s", s.Jobs, s.NextJob, s.NextFire.Format(time.RFC3339))
+}
+
+// Daemon is a running scheduler.
+type Daemon struct {
+	opts   Options
+	log    zerolog.Logger
+	now    func() time.Time
+	audit  *audit.Log
+	exec   *executor.Executor
+	runner *engine.Runner
+	// ctx is the parent of every fire; Shutdown cancels it when the grace
+	// period is over, so abandoned calls end and are audited as failed.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	plan    *plan
+	entries map[string]entry // by job name
+	old     []*plan          // replaced plans, closed at shutdown (their runs may still be in flight)
+}
+
+type entry struct {
+	id          engine.EntryID
+	fingerprint string
+}
+
+// Load reads and validates the config at path exactly as `run` does,
+// secrets included.
+// @every schedules count from anchor.
+func Load(path string, res secret.Resolver, anchor time.Time) (*schedule.Config, error) {
+	return schedule.LoadFile(path, schedule.Options{Resolver: res, CheckSecrets: true, Anchor: anchor.Truncate(time.Second)})
+}
+
+// Run starts the daemon and blocks until ctx is cancelled, then shuts down:
+// no new fires, in-flight calls get opts.Grace to finish, and whatever is
+// still running after that is abandoned and logged. A receive on reload
+// re-reads the config.
+func Run(ctx context.Context, opts Options, reload <-chan struct{}) error {
+	d, err := Start(opts)
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return d.Shutdown()
+		case <-reload:
+			d.Reload()
+		}
+	}
+}
+
+// Start loads the config, opens the audit log, builds every client and
+// registers the schedule; the daemon then fires on its own until Shutdown.
+func Start(opts Options) (*Daemon, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Grace == 0 {
+		opts.Grace = 30 * time.Second
+	}
+	log := opts.Log.With().Str("component", "daemon").Logger()
+	cfg, err := Load(opts.ConfigPath, opts.Resolver, opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	p, err := buildPlan(cfg, opts.Resolver, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	al, err := audit.Open(cfg.Audit.Path)
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, plan: p, entries: map[string]entry{}}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.exec = executor.New(executor.Options{
+		Log:         opts.Log,
+		Audit:       al,
+		Now:         opts.Now,
+		Concurrency: d.concurrency,
+	})
+	d.runner = engine.NewRunner(opts.Log)
+	for _, j := range cfg.Jobs {
+		if err := d.register(j); err != nil {
+			p.close()
+			_ = al.Close()
+			return nil, err
+		}
+	}
+	d.runner.Start()
+	st := d.Status()
+	log.Info().Str("config", opts.ConfigPath).Int("jobs", len(cfg.Jobs)).Str("audit", cfg.Audit.Path).
+		Str("next", st.String()).Msg("scheduler started")
+	for n, c := range p.sandboxClouds() {
+		log.Info().Str("account", n).Str("url", c.URL()).Msg("sandbox account: emulated cloud on loopback")
+	}
+	if opts.Ready != nil {
+		opts.Ready(st)
+	}
+	return d, nil
+}
+
+func (d *Daemon) concurrency(account string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.plan.concurrency(account)
+}
+
+// register adds job j of the current plan to the engine.
+func (d *Daemon) register(j *schedule.Job) error {
+	name := j.Name
+	id, err := d.runner.Add(name, j.Spec, func(scheduled time.Time) { d.fire(name, scheduled) })
+	if err != nil {
+		return fmt.Errorf("job %s: register schedule: %w", name, err)
+	}
+	d.entries[name] = entry{id: id, fingerprint: d.fingerprint(j)}
+	return nil
+}
+
+// fingerprint covers what makes a job behave differently: the job itself
+// and the account it calls through.
+func (d *Daemon) fingerprint(j *schedule.Job) string {
+	return j.Fingerprint() + "|" + fmt.Sprintf("%+v", *d.plan.cfg.Accounts[j.Account])
+}
+
+// fire runs one scheduled fire of a job under the plan current at that
+// moment. It is called by the engine in its own goroutine.
+func (d *Daemon) fire(name string, scheduled time.Time) {
+	d.mu.Lock()
+	p := d.plan
+	d.mu.Unlock()
+	j := p.jobs[name]
+	cj := p.cfg.Job(name)
+	if j == nil || cj == nil {
+		return // removed by a reload after the engine picked it
+	}
+	next := cj.Spec.Next(scheduled)
+	lag := d.now().Sub(scheduled)
+	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag", lag).Msg("fire")
+	out := d.exec.Fire(d.ctx, j, scheduled, next)
+	if out.Skipped {
+		return
+	}
+	if failed := out.Failed(); len(failed) > 0 {
+		ids := make([]string, len(failed))
+		for i, f := range failed {
+			ids[i] = f.Target + " (" + f.Outcome + ")"
+		}
+		d.log.Error().Str("job", name).Str("run_id", out.RunID).Strs("failed", ids).Msg("fire finished with failures")
+		return
+	}
+	d.log.Info().Str("job", name).Str("run_id", out.RunID).Int("targets", len(out.Targets)).Msg("fire succeeded on every target")
+}
+
+// Reload re-reads the config. On any error the running schedule stays as
+// it is; the error is logged with its positions and audited.
+func (d *Daemon) Reload() {
+	cfg, err := Load(d.opts.ConfigPath, d.opts.Resolver, d.now())
+	if err == nil && cfg.Audit.Path != d.plan.cfg.Audit.Path {
+		err = fmt.Errorf("audit.path changed from %s to %s: restart the daemon to move the audit log", d.plan.cfg.Audit.Path, cfg.Audit.Path)
+	}
+	var p *plan
+	if err == nil {
+		p, err = buildPlan(cfg, d.opts.Resolver, d.opts.Log)
+	}
+	if err != nil {
+		d.log.Error().Str("config", d.opts.ConfigPath).Str("problems", err.Error()).Msg("reload rejected; keeping the current schedule")
+		d.appendReload("failure", err.Error())
+		return
+	}
+	d.mu.Lock()
+	oldPlan := d.plan
+	d.plan = p
+	var added, removed, changed, kept []string
+	for name, e := range d.entries {
+		if cfg.Job(name) == nil {
+			d.runner.Remove(e.id)
+			delete(d.entries, name)
+			removed = append(removed, name)
+		}
+	}
+	for _, j := range cfg.Jobs {
+		e, ok := d.entries[j.Name]
+		fp := d.fingerprint(j)
+		switch {
+		case ok && e.fingerprint == fp:
+			kept = append(kept, j.Name)
+			continue
+		case ok:
+			d.runner.Remove(e.id)
+			changed = append(changed, j.Name)
+		default:
+			added = append(added, j.Name)
+		}
+		if err := d.register(j); err != nil {
+			d.log.Error().Err(err).Str("job", j.Name).Msg("reload: could not register job")
+		}
+	}
+	d.old = append(d.old, oldPlan)
+	d.mu.Unlock()
+	sort.Strings(added)
+	sort.Strings(removed)
+	sort.Strings(changed)
+	diff := fmt.Sprintf("added [%s] removed [%s] changed [%s] unchanged %d",
+		strings.Join(added, " "), strings.Join(removed, " "), strings.Join(changed, " "), len(kept))
+	d.log.Info().Strs("added", added).Strs("removed", removed).Strs("changed", changed).Int("unchanged", len(kept)).Msg("config reloaded")
+	d.appendReload("success", diff)
+}
+
+func (d *Daemon) appendReload(outcome, detail string) {
+	r := audit.Record{Time: d.now().UTC(), Event: "reload", Outcome: outcome, Detail: detail}
+	if outcome != "success" {
+		r.Error = detail
+		r.Detail = ""
+	}
+	if err := d.audit.Append(r); err != nil {
+		d.log.Error().Err(err).Msg("audit log write failed")
+	}
+}
+
+// Status summarises the running schedule.
+func (d *Daemon) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := Status{Jobs: len(d.entries)}
+	for name, e := range d.entries {
+		t := d.runner.NextFire(e.id)
+		if t.IsZero() {
+			continue
+		}
+		if st.NextFire.IsZero() || t.Before(st.NextFire) {
+			st.NextFire, st.NextJob = t, name
+		}
+	}
+	return st
+}
+
+// Shutdown stops firing, waits up to the grace period for in-flight calls
+// and closes everything. It reports what it had to abandon.
+func (d *Daemon) Shutdown() error {
+	d.log.Info().Dur("grace", d.opts.Grace).Msg("shutting down: no new fires; waiting for in-flight calls")
+	stopped := d.runner.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), d.opts.Grace)
+	defer cancel()
+	err := d.exec.Wait(ctx)
+	if err != nil {
+		d.log.Error().Strs("abandoned", d.exec.Running()).Msg("grace period over; abandoning in-flight calls")
+		d.cancel() // in-flight attempts end now and audit their failure
+		wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.exec.Wait(wctx)
+		wcancel()
+		err = fmt.Errorf("shutdown: abandoned in-flight calls after %s grace period", d.opts.Grace)
+	} else {
+		select {
+		case <-stopped.Done():
+		case <-ctx.Done():
+		}
+	}
+	d.cancel()
+	d.mu.Lock()
+	d.plan.close()
+	for _, p := range d.old {
+		p.close()
+	}
+	d.mu.Unlock()
+	if cerr := d.audit.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close audit log: %w", cerr))
+	}
+	if err == nil {
+		d.log.Info().Msg("stopped cleanly")
+	}
+	return err
+}

@@ -1,0 +1,69 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/secret"
+)
+
+// TriggerOptions configures one manual run of a job.
+type TriggerOptions struct {
+	ConfigPath string
+	Job        string
+	Log        zerolog.Logger
+	Resolver   secret.Resolver
+	Now        func() time.Time
+	Out        io.Writer // the per-target report
+}
+
+// Trigger runs one job's action now, once, with the job's retries and full
+// auditing, and prints one line per target. It returns the fire's outcome;
+// err is set only when the job could not be run at all.
+func Trigger(ctx context.Context, o TriggerOptions) (executor.Outcome, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	cfg, err := Load(o.ConfigPath, o.Resolver, o.Now())
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	if cfg.Job(o.Job) == nil {
+		names := make([]string, len(cfg.Jobs))
+		for i, j := range cfg.Jobs {
+			names[i] = j.Name
+		}
+		return executor.Outcome{}, fmt.Errorf("no job named %q in %s; jobs: %v", o.Job, o.ConfigPath, names)
+	}
+	p, err := buildPlan(cfg, o.Resolver, o.Log)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	defer p.close()
+	al, err := audit.Open(cfg.Audit.Path)
+	if err != nil {
+		return executor.Outcome{}, fmt.Errorf("open audit log: %w", err)
+	}
+	ex := executor.New(executor.Options{Log: o.Log, Audit: al, Now: o.Now, Concurrency: p.concurrency})
+	out := ex.Fire(ctx, p.jobs[o.Job], o.Now(), time.Time{})
+	if cerr := al.Close(); cerr != nil {
+		return out, fmt.Errorf("close audit log: %w", cerr)
+	}
+	if o.Out != nil {
+		for _, t := range out.Targets {
+			line := fmt.Sprintf("%-8s %s %s attempts=%d", t.Outcome, o.Job, t.Target, t.Attempts)
+			if t.Err != nil {
+				line += ": " + t.Err.Error()
+			}
+			fmt.Fprintln(o.Out, line)
+		}
+		fmt.Fprintf(o.Out, "run %s: %d of %d targets failed; audit: %s\n", out.RunID, len(out.Failed()), len(out.Targets), cfg.Audit.Path)
+	}
+	return out, nil
+}
