@@ -492,25 +492,31 @@ func TestHashAndFingerprint(t *testing.T) {
 		t.Fatalf("Hash not stable: %q vs %q", orig.Hash(), again.Hash())
 	}
 	tests := []struct {
-		name    string
-		edit    func(string) string
-		changed []string // jobs whose fingerprint must change; all others must not
+		name     string
+		old, new string   // the edit; an empty old prepends new
+		changed  []string // jobs whose fingerprint must change; all others must not
 	}{
-		{"comment only", func(s string) string { return "# edited\n" + s }, nil},
-		{"targets", func(s string) string { return strings.Replace(s, "targets: [nb-42]\n", "targets: [nb-43]\n", 1) }, []string{"scnet-start"}},
-		{"schedule", func(s string) string { return strings.Replace(s, `"30 3 * * *"`, `"31 3 * * *"`, 1) }, []string{"cmak-nightly"}},
-		{"job zone", func(s string) string { return strings.Replace(s, "timezone: Europe/Berlin", "timezone: Europe/Paris", 1) }, []string{"notebooks-on"}},
-		{"config zone", func(s string) string { return strings.Replace(s, "timezone: Asia/Seoul", "timezone: Asia/Tokyo", 1) },
+		{"comment only", "", "# edited\n", nil},
+		{"targets", "targets: [nb-42]\n", "targets: [nb-43]\n", []string{"scnet-start"}},
+		{"schedule", `"30 3 * * *"`, `"31 3 * * *"`, []string{"cmak-nightly"}},
+		{"job zone", "timezone: Europe/Berlin", "timezone: Europe/Paris", []string{"notebooks-on"}},
+		{"config zone", "timezone: Asia/Seoul", "timezone: Asia/Tokyo",
 			[]string{"cmak-nightly", "df-notebook-restart", "scnet-start", "scnet-stop", "try-it", "try-apps"}},
-		{"defaults policy", func(s string) string { return strings.Replace(s, "max_attempts: 8}", "max_attempts: 9}", 1) },
+		{"defaults policy", "max_attempts: 8}", "max_attempts: 9}",
 			[]string{"notebooks-on", "notebooks-off", "df-notebook-restart", "scnet-start", "scnet-stop", "try-it", "try-apps"}},
-		{"account endpoint", func(s string) string { return strings.Replace(s, "https://df.apigw.ntruss.com", "https://proxy.example", 1) },
-			[]string{"cmak-nightly", "df-notebook-restart"}},
-		{"secret source", func(s string) string { return strings.Replace(s, "{env: OTC_AK}", "{env: OTC_AK2}", 1) }, []string{"notebooks-on"}},
+		{"account endpoint", "https://df.apigw.ntruss.com", "https://proxy.example", []string{"cmak-nightly", "df-notebook-restart"}},
+		{"secret source", "{env: OTC_AK}", "{env: OTC_AK2}", []string{"notebooks-on"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			edited := load(t, tc.edit(string(base)))
+			text := tc.new + string(base)
+			if tc.old != "" {
+				text = strings.Replace(string(base), tc.old, tc.new, 1)
+				if text == string(base) {
+					t.Fatalf("edit %q not found in valid.yaml", tc.old)
+				}
+			}
+			edited := load(t, text)
 			if edited.Hash() == orig.Hash() {
 				t.Error("Hash unchanged after an edit")
 			}
