@@ -200,4 +200,3 @@ func hasReload(path, outcome string) bool {
 	}
 	return false
 }
-
