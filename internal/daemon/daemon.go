@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -36,6 +37,12 @@ type Options struct {
 	Grace time.Duration
 	// Ready, if set, is called once the first schedule is registered.
 	Ready func(Status)
+	// OnReload, if set, is called around each Reload: with phase
+	// "reloading" and the running schedule's status before the config is
+	// re-read, then with "ready" (the new config is in force) or "rejected"
+	// (it was refused and the old schedule keeps running) and the status
+	// after.
+	OnReload func(phase string, st Status)
 }
 
 // Status is a one-line view of the running daemon.
@@ -69,6 +76,53 @@ type Daemon struct {
 	plan    *plan
 	entries map[string]entry // by job name
 	old     []*plan          // replaced plans, closed at shutdown (their runs may still be in flight)
+
+	// The engine fires a hidden heartbeat job every heartbeatEvery; Health
+	// reports whether the last beat is recent.
+	hbMu   sync.Mutex
+	hbLast time.Time   // wall clock with monotonic reading; never opts.Now
+	hbBusy atomic.Bool // a beat is waiting for d.mu
+}
+
+// heartbeatEvery is how often the engine fires the heartbeat; Health turns
+// false when no beat completed for heartbeatStale beats.
+var heartbeatEvery = 5 * time.Second
+
+const heartbeatStale = 3
+
+// heartbeatJob names the heartbeat in the engine's debug log; it is not a
+// schedule job and Status does not count it.
+const heartbeatJob = "(heartbeat)"
+
+// every is the heartbeat's engine schedule.
+type every time.Duration
+
+func (e every) Next(t time.Time) time.Time { return t.Add(time.Duration(e)) }
+
+// beat records a heartbeat. It takes d.mu, so a daemon wedged holding its
+// lock stops beating too; while one beat waits, later beats are dropped.
+func (d *Daemon) beat(time.Time) {
+	if !d.hbBusy.CompareAndSwap(false, true) {
+		return
+	}
+	defer d.hbBusy.Store(false)
+	d.mu.Lock()
+	//lint:ignore SA2001 the lock is the liveness probe
+	d.mu.Unlock()
+	d.hbMu.Lock()
+	d.hbLast = time.Now()
+	d.hbMu.Unlock()
+}
+
+// Health reports whether the engine loop is alive: its heartbeat job fired
+// and could take the daemon's lock within the last few heartbeat periods.
+// It never blocks. Feed it to the systemd watchdog so that a wedged
+// scheduler is restarted.
+func (d *Daemon) Health() bool {
+	d.hbMu.Lock()
+	last := d.hbLast
+	d.hbMu.Unlock()
+	return !last.IsZero() && time.Since(last) < heartbeatStale*heartbeatEvery
 }
 
 type entry struct {
@@ -141,6 +195,12 @@ func Start(opts Options) (*Daemon, error) {
 			return nil, err
 		}
 	}
+	if _, err := d.runner.Add(heartbeatJob, every(heartbeatEvery), d.beat); err != nil {
+		p.close()
+		_ = al.Close()
+		return nil, err
+	}
+	d.hbLast = time.Now()
 	d.runner.Start()
 	st := d.Status()
 	log.Info().Str("config", opts.ConfigPath).Int("jobs", len(cfg.Jobs)).Str("audit", cfg.Audit.Path).
@@ -209,6 +269,11 @@ func (d *Daemon) fire(name string, scheduled time.Time) {
 // Reload re-reads the config. On any error the running schedule stays as
 // it is; the error is logged with its positions and audited.
 func (d *Daemon) Reload() {
+	phase := "ready"
+	if d.opts.OnReload != nil {
+		d.opts.OnReload("reloading", d.Status())
+		defer func() { d.opts.OnReload(phase, d.Status()) }()
+	}
 	cfg, err := Load(d.opts.ConfigPath, d.opts.Resolver, d.now())
 	if err == nil && cfg.Audit.Path != d.plan.cfg.Audit.Path {
 		err = fmt.Errorf("audit.path changed from %s to %s: restart the daemon to move the audit log", d.plan.cfg.Audit.Path, cfg.Audit.Path)
@@ -220,6 +285,7 @@ func (d *Daemon) Reload() {
 	if err != nil {
 		d.log.Error().Str("config", d.opts.ConfigPath).Str("problems", err.Error()).Msg("reload rejected; keeping the current schedule")
 		d.appendReload("failure", err.Error())
+		phase = "rejected"
 		return
 	}
 	d.mu.Lock()
