@@ -1,0 +1,234 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// server answers 200, or 429 (with retryAfter, if set) for the first
+// throttle requests, and records when each request arrived.
+type server struct {
+	*httptest.Server
+	throttle   atomic.Int32
+	retryAfter string
+	mu         sync.Mutex
+	times      []time.Time
+}
+
+func newServer(t *testing.T, throttle int, retryAfter string) *server {
+	t.Helper()
+	s := &server{retryAfter: retryAfter}
+	s.throttle.Store(int32(throttle))
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.times = append(s.times, time.Now())
+		s.mu.Unlock()
+		if s.throttle.Add(-1) >= 0 {
+			if s.retryAfter != "" {
+				w.Header().Set("Retry-After", s.retryAfter)
+			}
+			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"error_code":"APIG.0308","error_msg":"throttled"}`)
+			return
+		}
+		_, _ = io.WriteString(w, `{}`)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *server) arrivals() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.times...)
+}
+
+func get(t *testing.T, c *http.Client, ctx context.Context, url string) (int, error) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func TestRateSpacesRequests(t *testing.T) {
+	tests := []struct {
+		name      string
+		perSecond float64
+		burst     int
+		n         int
+		minSpan   time.Duration // first to last arrival, at least
+		maxSpan   time.Duration
+	}{
+		{"unlimited", 0, 0, 6, 0, 150 * time.Millisecond},
+		{"20/s burst 1", 20, 1, 6, 240 * time.Millisecond, 600 * time.Millisecond},
+		{"20/s burst 3", 20, 3, 6, 140 * time.Millisecond, 450 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, 0, "")
+			l := New(Options{PerSecond: tc.perSecond, Burst: tc.burst})
+			c := &http.Client{Transport: l.Wrap(nil)}
+			// Two "jobs" share the account's limiter.
+			var wg sync.WaitGroup
+			for range tc.n {
+				wg.Go(func() {
+					if code, err := get(t, c, t.Context(), s.URL); err != nil || code != 200 {
+						t.Errorf("get: %d %v", code, err)
+					}
+				})
+			}
+			wg.Wait()
+			at := s.arrivals()
+			span := at[len(at)-1].Sub(at[0])
+			for _, a := range at {
+				span = max(span, a.Sub(at[0]))
+			}
+			if span < tc.minSpan || span > tc.maxSpan {
+				t.Errorf("%d requests spread over %s; want %s..%s", tc.n, span, tc.minSpan, tc.maxSpan)
+			}
+			if st := l.Stats(); st.Sent != tc.n {
+				t.Errorf("Stats.Sent = %d; want %d", st.Sent, tc.n)
+			}
+		})
+	}
+}
+
+func TestThrottlePausesTheWholeAccount(t *testing.T) {
+	tests := []struct {
+		name       string
+		retryAfter string
+		opts       Options
+		wantPause  time.Duration
+	}{
+		{"retry-after honoured", "1", Options{DefaultPause: 50 * time.Millisecond}, time.Second},
+		{"default pause without retry-after", "", Options{DefaultPause: 300 * time.Millisecond}, 300 * time.Millisecond},
+		{"retry-after capped", "120", Options{MaxPause: 200 * time.Millisecond}, 200 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, 1, tc.retryAfter)
+			var pauses []time.Duration
+			tc.opts.OnThrottle = func(p time.Duration, _ float64) { pauses = append(pauses, p) }
+			l := New(tc.opts)
+			c := &http.Client{Transport: l.Wrap(nil)}
+			code, err := get(t, c, t.Context(), s.URL)
+			if err != nil || code != http.StatusTooManyRequests {
+				t.Fatalf("first request: %d %v; want the 429 returned to the caller", code, err)
+			}
+			// Another job's request, not the one that got the 429, must wait too.
+			start := time.Now()
+			if code, err := get(t, c, t.Context(), s.URL); err != nil || code != 200 {
+				t.Fatalf("second request: %d %v", code, err)
+			}
+			waited := time.Since(start)
+			if waited < tc.wantPause-20*time.Millisecond || waited > tc.wantPause+500*time.Millisecond {
+				t.Errorf("second request waited %s; want about %s", waited, tc.wantPause)
+			}
+			if len(pauses) != 1 || pauses[0] != tc.wantPause {
+				t.Errorf("OnThrottle pauses = %v; want [%s]", pauses, tc.wantPause)
+			}
+		})
+	}
+}
+
+func TestConsecutiveThrottlesGrowThePause(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := base
+	l := New(Options{PerSecond: 8, DefaultPause: time.Second, MaxPause: 5 * time.Second, Now: func() time.Time { return now }})
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second}
+	wantRate := []float64{4, 2, 1, 0.5}
+	for i := range want {
+		l.Observe(http.StatusTooManyRequests, 0)
+		st := l.Stats()
+		if got := st.PausedUntil.Sub(now); got != want[i] {
+			t.Errorf("429 #%d: paused for %s; want %s", i+1, got, want[i])
+		}
+		if st.PerSecond != wantRate[i] {
+			t.Errorf("429 #%d: rate %v; want %v", i+1, st.PerSecond, wantRate[i])
+		}
+	}
+	// Another answer ends the streak: the next 429 pauses for the default again.
+	now = now.Add(time.Minute)
+	l.Observe(http.StatusOK, 0)
+	l.Observe(http.StatusTooManyRequests, 0)
+	if got := l.Stats().PausedUntil.Sub(now); got != time.Second {
+		t.Errorf("after a 200, a 429 paused for %s; want 1s", got)
+	}
+}
+
+func TestRateRecoversGradually(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := base
+	clock := func() time.Time { return now }
+	tests := []struct {
+		name      string
+		perSecond float64
+		after     []time.Duration // offsets from the 429
+		want      []float64
+	}{
+		{"configured 8/s", 8, []time.Duration{0, 9 * time.Second, 10 * time.Second, 25 * time.Second}, []float64{4, 4, 8, 8}},
+		{"unlimited", 0, []time.Duration{0, 10 * time.Second, 40 * time.Second, 50 * time.Second}, []float64{5, 10, 80, math.Inf(1)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now = base
+			l := New(Options{PerSecond: tc.perSecond, RecoverInterval: 10 * time.Second, Now: clock})
+			l.Observe(http.StatusTooManyRequests, time.Second)
+			for i, d := range tc.after {
+				now = base.Add(d)
+				if got := l.Stats().PerSecond; got != tc.want[i] {
+					t.Errorf("%s after the 429: rate %v; want %v", d, got, tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestWaitHonoursContext(t *testing.T) {
+	s := newServer(t, 1, "30")
+	l := New(Options{})
+	c := &http.Client{Transport: l.Wrap(nil)}
+	if code, _ := get(t, c, t.Context(), s.URL); code != http.StatusTooManyRequests {
+		t.Fatalf("want the first request throttled, got %d", code)
+	}
+	t.Run("deadline before the pause ends fails at once", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := get(t, c, ctx, s.URL)
+		if !errors.Is(err, ErrNotSent) || time.Since(start) > 200*time.Millisecond {
+			t.Fatalf("err = %v after %s; want ErrNotSent at once", err, time.Since(start))
+		}
+		if !strings.Contains(err.Error(), "429") {
+			t.Errorf("err = %v; want it to say why", err)
+		}
+	})
+	t.Run("cancel ends the wait", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		_, err := get(t, c, ctx, s.URL)
+		if !errors.Is(err, ErrNotSent) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v; want ErrNotSent wrapping context.Canceled", err)
+		}
+	})
+	if n := len(s.arrivals()); n != 1 {
+		t.Errorf("server saw %d requests; want 1 (the waits sent nothing)", n)
+	}
+}
