@@ -141,7 +141,7 @@ func (e env) cmdRun(args []string) int {
 		fmt.Fprintln(e.stderr, "scheduler:", err)
 		return exitUsage
 	}
-	if err := daemon.Run(e.ctx, daemon.Options{ConfigPath: *cfg, Log: log}, e.reload); err != nil {
+	if err := daemon.Run(e.ctx, daemon.Options{ConfigPath: *cfg, Log: log, Watch: true}, e.reload); err != nil {
 		printErr(e.stderr, err)
 		return exitFailed
 	}
@@ -315,7 +315,7 @@ func (e env) cmdDemo(args []string) int {
 		ctx, cancel = context.WithTimeout(ctx, *dur)
 		defer cancel()
 	}
-	err = daemon.Run(ctx, daemon.Options{ConfigPath: path, Log: log, Grace: 10 * time.Second}, e.reload)
+	err = daemon.Run(ctx, daemon.Options{ConfigPath: path, Log: log, Grace: 10 * time.Second, Watch: true}, e.reload)
 	summarize(e.stdout, filepath.Join(*dir, "audit.jsonl"))
 	if err != nil {
 		printErr(e.stderr, err)

@@ -43,6 +43,8 @@ type Options struct {
 	// (it was refused and the old schedule keeps running) and the status
 	// after.
 	OnReload func(phase string, st Status)
+	// Watch makes the daemon reload by itself when the config file changes.
+	Watch bool
 }
 
 // Status is a one-line view of the running daemon.
@@ -146,12 +148,25 @@ func Run(ctx context.Context, opts Options, reload <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	var watched chan struct{}
+	if opts.Watch {
+		watched = make(chan struct{}, 1)
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if err := watchConfig(wctx, opts.ConfigPath, d.log, watched); err != nil {
+				d.log.Warn().Err(err).Msg("cannot watch the config file; reload with SIGHUP")
+			}
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return d.Shutdown()
 		case <-reload:
-			d.Reload()
+			d.Reload(true)
+		case <-watched:
+			d.Reload(false)
 		}
 	}
 }
@@ -267,14 +282,19 @@ func (d *Daemon) fire(name string, scheduled time.Time) {
 }
 
 // Reload re-reads the config. On any error the running schedule stays as
-// it is; the error is logged with its positions and audited.
-func (d *Daemon) Reload() {
+// it is; the error is logged with its positions and audited. Unless force
+// is set (SIGHUP), a file whose content has not changed is not reloaded.
+func (d *Daemon) Reload(force bool) {
+	cfg, err := Load(d.opts.ConfigPath, d.opts.Resolver, d.now())
+	if err == nil && !force && cfg.Hash() == d.plan.cfg.Hash() {
+		d.log.Debug().Msg("config file touched but unchanged; not reloading")
+		return
+	}
 	phase := "ready"
 	if d.opts.OnReload != nil {
 		d.opts.OnReload("reloading", d.Status())
 		defer func() { d.opts.OnReload(phase, d.Status()) }()
 	}
-	cfg, err := Load(d.opts.ConfigPath, d.opts.Resolver, d.now())
 	if err == nil && cfg.Audit.Path != d.plan.cfg.Audit.Path {
 		err = fmt.Errorf("audit.path changed from %s to %s: restart the daemon to move the audit log", d.plan.cfg.Audit.Path, cfg.Audit.Path)
 	}

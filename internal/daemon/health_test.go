@@ -125,7 +125,7 @@ func TestOnReloadPhases(t *testing.T) {
 			calls = nil
 			mu.Unlock()
 			writeConfig(t, path, tc.config)
-			d.Reload()
+			d.Reload(true)
 			mu.Lock()
 			defer mu.Unlock()
 			if len(calls) != len(tc.want) {

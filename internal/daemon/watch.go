@@ -1,0 +1,76 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/rs/zerolog"
+)
+
+// debounce is how long the watcher waits after the last event of a burst
+// before it asks for one reload.
+const debounce = 250 * time.Millisecond
+
+// watchConfig watches the directory of the config file (and, when the file
+// is a symlink, the directory it resolves to), so that editors that save by
+// rename and Kubernetes-style `..data` symlink swaps are seen. A burst of
+// events yields one request on reload; the daemon then skips the reload if
+// the file's content did not change. It returns when ctx is done.
+func watchConfig(ctx context.Context, path string, log zerolog.Logger, reload chan<- struct{}) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", path, err)
+	}
+	defer w.Close()
+	dirs := map[string]bool{filepath.Dir(path): true}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		dirs[filepath.Dir(real)] = true
+	}
+	for d := range dirs {
+		if err := w.Add(d); err != nil {
+			return fmt.Errorf("watch %s: %w", d, err)
+		}
+	}
+	var timer *time.Timer
+	var fire <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if ev.Op == fsnotify.Chmod {
+				continue
+			}
+			log.Debug().Str("event", ev.String()).Msg("config directory changed")
+			if timer == nil {
+				timer = time.NewTimer(debounce)
+			} else {
+				timer.Reset(debounce)
+			}
+			fire = timer.C
+		case <-fire:
+			fire = nil
+			// A symlink swap may have moved the file to another directory.
+			if real, err := filepath.EvalSymlinks(path); err == nil && !dirs[filepath.Dir(real)] {
+				if err := w.Add(filepath.Dir(real)); err == nil {
+					dirs[filepath.Dir(real)] = true
+				}
+			}
+			select {
+			case reload <- struct{}{}:
+			default: // one is already pending
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			log.Warn().Err(err).Msg("config watcher error; SIGHUP still reloads")
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cloudcron/scheduler/internal/audit"
+)
+
+const watchBase = `version: 1
+audit: {path: %s}
+state: {dir: %s}
+accounts:
+  sb: {vendor: sandbox}
+jobs:
+  - {name: %s, schedule: "0 9 * * *", account: sb, action: modelarts.notebook.start, targets: [x]}
+`
+
+// startWatched runs a daemon with Watch on a config at path (which may be
+// a symlink) and returns its audit path and a stop function.
+func startWatched(t *testing.T, path, auditPath string) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{ConfigPath: path, Log: zerolog.Nop(), Watch: true, Grace: time.Second}, nil)
+	}()
+	waitUntil(t, "daemon started", func() bool { _, err := os.Stat(auditPath); return err == nil })
+	time.Sleep(100 * time.Millisecond) // the watcher is registered right after start
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func reloads(t *testing.T, auditPath string) []audit.Record {
+	t.Helper()
+	recs, err := audit.ReadAll(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Record
+	for _, r := range recs {
+		if r.Event == audit.EventReload {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestWatchEditorRenameSave(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	write := func(p, job string) {
+		if err := os.WriteFile(p, []byte(fmt.Sprintf(watchBase, auditPath, filepath.Join(dir, "state"), job)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(path, "one")
+	stop := startWatched(t, path, auditPath)
+	defer stop()
+	// Save the way vim and many editors do: write a temp file, rename over.
+	tmp := filepath.Join(dir, ".config.yaml.swp")
+	write(tmp, "two")
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a reload record", func() bool { return len(reloads(t, auditPath)) == 1 })
+	r := reloads(t, auditPath)[0]
+	if r.Outcome != audit.OutcomeSuccess || !strings.Contains(r.Detail, "added [two]") || !strings.Contains(r.Detail, "removed [one]") {
+		t.Fatalf("reload record %+v; want success adding two and removing one", r)
+	}
+}
+
+func TestWatchSymlinkSwap(t *testing.T) {
+	// Kubernetes ConfigMap layout: config.yaml -> ..data/config.yaml, ..data -> ..v1
+	dir := t.TempDir()
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	mk := func(version, job string) {
+		vdir := filepath.Join(dir, version)
+		if err := os.Mkdir(vdir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		body := fmt.Sprintf(watchBase, auditPath, filepath.Join(dir, "state"), job)
+		if err := os.WriteFile(filepath.Join(vdir, "config.yaml"), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("..v1", "one")
+	if err := os.Symlink("..v1", filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.Symlink(filepath.Join("..data", "config.yaml"), path); err != nil {
+		t.Fatal(err)
+	}
+	stop := startWatched(t, path, auditPath)
+	defer stop()
+	mk("..v2", "two")
+	if err := os.Symlink("..v2", filepath.Join(dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a reload record", func() bool { return len(reloads(t, auditPath)) == 1 })
+	if r := reloads(t, auditPath)[0]; r.Outcome != audit.OutcomeSuccess || !strings.Contains(r.Detail, "added [two]") {
+		t.Fatalf("reload record %+v; want success adding two", r)
+	}
+}
+
+func TestWatchBurstReloadsOnce(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	body := func(job string) []byte {
+		return []byte(fmt.Sprintf(watchBase, auditPath, filepath.Join(dir, "state"), job))
+	}
+	if err := os.WriteFile(path, body("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop := startWatched(t, path, auditPath)
+	defer stop()
+	// 20 writes in quick succession, as a tool writing in chunks would.
+	for i := 0; i < 20; i++ {
+		if err := os.WriteFile(path, body(fmt.Sprintf("j%d", i)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitUntil(t, "a reload record", func() bool { return len(reloads(t, auditPath)) >= 1 })
+	time.Sleep(3 * debounce)
+	rs := reloads(t, auditPath)
+	if len(rs) != 1 || !strings.Contains(rs[0].Detail, "added [j19]") {
+		t.Fatalf("%d reload records %+v; want exactly one, ending at j19", len(rs), rs)
+	}
+	// Touching the file without changing it does not reload.
+	now := time.Now()
+	if err := os.Chtimes(path, now, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, body("j19"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * debounce)
+	if n := len(reloads(t, auditPath)); n != 1 {
+		t.Fatalf("%d reload records after an unchanged write; want still 1", n)
+	}
+}
+
+func TestWatchMalformedEditKeepsSchedule(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	good := fmt.Sprintf(watchBase, auditPath, filepath.Join(dir, "state"), "one")
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop := startWatched(t, path, auditPath)
+	defer stop()
+	if err := os.WriteFile(path, []byte(good+"  - {name: [unclosed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a reload record", func() bool { return len(reloads(t, auditPath)) == 1 })
+	r := reloads(t, auditPath)[0]
+	if r.Outcome != audit.OutcomeFailure || !strings.Contains(r.Error, path+":") || !strings.Contains(r.Error, "invalid YAML") {
+		t.Fatalf("reload record %+v; want failure naming %s:LINE: invalid YAML", r, path)
+	}
+}
