@@ -63,6 +63,7 @@ func TestLoadBadConfigs(t *testing.T) {
 		{"empty-targets", 14, 14, "jobs[0].targets", "no targets"},
 		{"missing-targets", 10, 5, "jobs[0].targets", "missing"},
 		{"duplicate-target", 14, 27, "jobs[0].targets[2]", `duplicate target "nb-1"`},
+		{"cdss-target", 14, 26, "jobs[0].targets[1]", `target "cluster-7" is not a CDSS cluster number`},
 		{"missing-name", 10, 5, "jobs[0].name", "missing"},
 		{"missing-schedule", 10, 5, "jobs[0].schedule", "missing"},
 		{"missing-account", 10, 5, "jobs[0].account", "missing; name one of the accounts: lab"},

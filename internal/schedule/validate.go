@@ -319,8 +319,31 @@ func (v *validator) checkJob(i int, j *Job, accounts []string, firstLine map[str
 			continue
 		}
 		seen[t] = k
+		if msg := targetProblem(j.Action, t); msg != "" {
+			v.errAt(p, "%s", msg)
+		}
 	}
 	v.checkPolicy(j.Policy, base)
+}
+
+// targetProblem checks a target id against the format the action's vendor
+// documents, so a typo fails validation instead of the 03:00 fire.
+func targetProblem(action, id string) string {
+	switch {
+	case strings.HasPrefix(action, "cdss."):
+		for _, r := range id {
+			if r < '0' || r > '9' {
+				return fmt.Sprintf("target %q is not a CDSS cluster number (serviceGroupInstanceNo: digits only, e.g. \"1484848\")", id)
+			}
+		}
+	case strings.HasPrefix(action, "dataforest."):
+		for _, r := range id {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~", r)) {
+				return fmt.Sprintf("target %q is not a Data Forest id (letters and digits, e.g. \"7kHeVWhiRsxdRl0nXz04ri\"; from the getList API)", id)
+			}
+		}
+	}
+	return ""
 }
 
 func vendorActions(vendor string) []string {
