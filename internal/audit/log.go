@@ -1,6 +1,8 @@
 // Package audit writes and reads the audit log: JSON Lines, one Record per
 // line (design.md "Audit log contract").
 //
+// # Durability
+//
 // Append returns only after the record's line has been written and the file
 // fsynced, so the daemon acts only on durable records; it never drops a
 // record. Concurrent Appends are safe and their lines never interleave. When
@@ -12,6 +14,45 @@
 // covered and makes the Log refuse all further appends (a sticky error): it
 // is never retried silently, because a partial line may already be on disk
 // and the operator has to look. Open a new Log to resume.
+//
+// # Hash chain
+//
+// Every line carries three more members after the contract fields: seq
+// (1, 2, 3, … for the whole log, continuing across rotated files), prev and
+// hash. The first record of a log also carries log_id, 32 random hex
+// digits, and its prev is the log's genesis hash, hex SHA-256 of
+// "scheduler-audit-genesis:" + log_id (see Genesis). Every other record's
+// prev is the hash of the record before it.
+//
+// A record's hash is the hex SHA-256 of its exact line bytes without the
+// hash member: the line as written ends in `,"hash":"<64 hex>"}`; remove
+// `,"hash":"<64 hex>"` and hash what is left (no newline). Because prev is
+// inside those bytes, each hash covers the whole log up to its record, and
+// a verifier needs no JSON canonicalisation: it hashes the bytes on disk.
+// Seq, prev and hash are assigned by the writer that holds the log's lock,
+// in file order, so the chain is exactly the order of the lines.
+//
+// # Files and rotation
+//
+// The live file is the path given to Open. When a batch would make it larger
+// than Options.MaxBytes, it is renamed to path.N, where N is one more than
+// the highest number in use (path.1 is the oldest file, the live file the
+// newest; nothing is ever renamed twice), and a new live file is created.
+// The chain continues: the first record of the new file links to the last
+// record of the old one. Files lists them in order; Verify checks them all.
+//
+// Several processes may append to one log (the daemon and `scheduler
+// trigger`): every batch is written under an exclusive flock(2) of
+// path.lock, after the writer has caught up with the lines other processes
+// appended, so the chain stays one chain.
+//
+// # Recovery
+//
+// Open checks the live file and its link to the newest rotated file. A torn
+// last line (a crash during a write) is cut off and reported by Recovered;
+// damage anywhere else refuses to open with a *CorruptError naming the file,
+// offset and seq. With Options.ExpectSeq (the tail the run state recorded)
+// Open also catches a log whose last records were deleted.
 package audit
 
 import (
@@ -24,63 +65,267 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("audit: log closed")
 
-// Log is an append-only audit log file. Its methods are safe for
-// concurrent use.
-type Log struct {
-	path string
-	now  func() time.Time
-	sync func(*os.File) error // (*os.File).Sync; replaced in tests
+// DefaultMaxBytes is the live file size that triggers rotation when
+// Options.MaxBytes is 0.
+const DefaultMaxBytes = 64 << 20
 
-	mu       sync.Mutex
-	cond     *sync.Cond // signalled when a flush ends
-	f        *os.File
-	pending  []byte // lines waiting for the next flush
-	spare    []byte // the other buffer, reused between flushes
-	queued   uint64 // records handed to Append so far
-	durable  uint64 // records covered by a successful fsync
-	flushing bool   // a leader is writing outside mu
-	closed   bool
-	err      error // sticky write or fsync error
+// Options tunes OpenWith. The zero value is what Open uses.
+type Options struct {
+	// MaxBytes rotates the live file before a batch of lines would make it
+	// larger than this. 0 means DefaultMaxBytes; a negative value never
+	// rotates. A file exceeds it only when one batch alone is larger.
+	MaxBytes int64
+	// Keep is how many rotated files to keep; older ones are removed after
+	// a rotation. 0 keeps all: the audit log is evidence, and Verify reports
+	// a log whose first files are gone.
+	Keep int
+	// ExpectSeq and ExpectHash are the tail the run state recorded (see
+	// Tail). Open fails when the log ends before ExpectSeq, and when the
+	// record ExpectSeq is in the live file or is the tail and its hash is
+	// not ExpectHash (if set). 0 checks nothing.
+	ExpectSeq  uint64
+	ExpectHash string
 }
 
-// Open opens the audit log at path for appending, creating the file (mode
-// 0600) and its parent directory (mode 0700) if needed. An existing file
-// keeps its mode.
-func Open(path string) (*Log, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+// Log is an append-only, hash-chained audit log. Its methods are safe for
+// concurrent use.
+type Log struct {
+	path     string
+	now      func() time.Time
+	sync     func(*os.File) error // (*os.File).Sync; replaced in tests
+	maxBytes int64                // < 0: never rotate
+	keep     int
+	lock     *os.File // path.lock; nil when path is not a regular file
+
+	mu        sync.Mutex
+	cond      *sync.Cond // signalled when a flush ends
+	f         *os.File
+	pending   [][]byte // record bodies waiting for the next flush
+	spare     [][]byte // the other slice, reused between flushes
+	queued    uint64   // records handed to Append so far
+	durable   uint64   // records covered by a successful fsync
+	flushing  bool     // a leader is writing outside mu
+	closed    bool
+	err       error // sticky write or fsync error
+	tailSeq   uint64
+	tailHash  string
+	recovered string
+
+	// Owned by the flushing leader (or by a holder of mu while no leader
+	// runs): the chain tail and the live file size this process knows of.
+	seq  uint64
+	hash string
+	size int64
+	buf  []byte
+}
+
+// Open opens the audit log at path with the default Options.
+func Open(path string) (*Log, error) { return OpenWith(path, Options{}) }
+
+// OpenWith opens the audit log at path for appending, creating the file
+// (mode 0600) and its parent directory (mode 0700) if needed; an existing
+// file keeps its mode. It checks the live file and resumes the chain from
+// its tail: see the package doc for what it repairs and what it refuses.
+// A path that is not a regular file (a device) is opened as is, without
+// checks, locking or rotation.
+func OpenWith(path string, opts Options) (*Log, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: create directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	l := &Log{path: path, now: time.Now, sync: (*os.File).Sync, maxBytes: opts.MaxBytes, keep: opts.Keep}
+	if l.maxBytes == 0 {
+		l.maxBytes = DefaultMaxBytes
+	}
+	l.cond = sync.NewCond(&l.mu)
+	fi, err := os.Stat(path)
+	if err == nil && !fi.Mode().IsRegular() {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("audit: open: %w", err)
+		}
+		l.f, l.maxBytes = f, -1
+		return l, nil
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open lock file: %w", err)
+	}
+	if err := flock(lock, syscall.LOCK_EX); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("audit: lock %s: %w", lock.Name(), err)
+	}
+	l.lock = lock
+	err = l.openLocked(opts)
+	_ = flock(lock, syscall.LOCK_UN) // closing the file would release it too
+	if err != nil {
+		if l.f != nil {
+			l.f.Close()
+		}
+		lock.Close()
+		return nil, err
+	}
+	l.tailSeq, l.tailHash = l.seq, l.hash
+	return l, nil
+}
+
+// openLocked opens and checks the live file; the caller holds the lock.
+func (l *Log) openLocked(opts Options) error {
+	f, err := openLive(l.path)
+	if err != nil {
+		return err
+	}
+	l.f = f
+	c := checker{}
+	nums, err := rotatedNums(l.path)
+	if err != nil {
+		return err
+	}
+	if len(nums) > 0 {
+		prev := rotatedName(l.path, nums[len(nums)-1])
+		b, off, ok, err := lastLine(prev)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &CorruptError{Kind: KindTorn, File: prev, Msg: "rotated file is empty or its last line is incomplete"}
+		}
+		cf, cerr := (&checker{}).check(rawLine{file: prev, off: off, b: b, complete: true})
+		if cerr != nil {
+			return cerr
+		}
+		c = checker{started: true, seq: cf.Seq, hash: cf.Hash}
+	}
+	var suspect *CorruptError // a bad line, fatal unless it is the last
+	var tornOff int64 = -1
+	var tornLine int
+	for ln, err := range fileLines(l.path, f, 0) {
+		if err != nil {
+			return err
+		}
+		if suspect != nil {
+			return suspect
+		}
+		if !ln.complete {
+			tornOff, tornLine = ln.off, ln.no
+			continue // the last line: ReadBytes stops only at EOF
+		}
+		cf, cerr := c.check(ln)
+		if cerr != nil {
+			if json.Valid(ln.b) {
+				return cerr
+			}
+			suspect, tornOff, tornLine = cerr, ln.off, ln.no
+			continue
+		}
+		if opts.ExpectSeq != 0 && opts.ExpectHash != "" && cf.Seq == opts.ExpectSeq && cf.Hash != opts.ExpectHash {
+			return &CorruptError{Kind: KindEdited, File: l.path, Offset: ln.off, Line: ln.no, Seq: cf.Seq,
+				Msg: fmt.Sprintf("record seq %d has hash %.12s… but run state recorded %.12s…: the log was rewritten", cf.Seq, cf.Hash, opts.ExpectHash)}
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit: stat %s: %w", l.path, err)
+	}
+	l.size = fi.Size()
+	if tornOff >= 0 {
+		if err := f.Truncate(tornOff); err != nil {
+			return fmt.Errorf("audit: cut torn line off %s: %w", l.path, err)
+		}
+		if err := l.sync(f); err != nil {
+			return fmt.Errorf("audit: fsync %s: %w", l.path, err)
+		}
+		l.recovered = fmt.Sprintf("audit: %s: cut off an incomplete last line at offset %d (line %d, %d bytes): a write was interrupted by a crash; the chain continues from seq %d",
+			l.path, tornOff, tornLine, l.size-tornOff, c.seq)
+		l.size = tornOff
+	}
+	l.seq, l.hash = c.seq, c.hash
+	if opts.ExpectSeq > c.seq {
+		return &CorruptError{Kind: KindTruncated, File: l.path, Seq: c.seq,
+			Msg: fmt.Sprintf("audit log ends at seq %d but run state recorded seq %d: records were deleted", c.seq, opts.ExpectSeq)}
+	}
+	if opts.ExpectSeq != 0 && opts.ExpectSeq == c.seq && opts.ExpectHash != "" && c.hash != opts.ExpectHash {
+		return &CorruptError{Kind: KindEdited, File: l.path, Seq: c.seq,
+			Msg: fmt.Sprintf("last record seq %d has hash %.12s… but run state recorded %.12s…: the log was rewritten", c.seq, c.hash, opts.ExpectHash)}
+	}
+	return nil
+}
+
+// openLive opens (or creates, fsyncing its directory) the live file.
+func openLive(path string) (*os.File, error) {
+	_, err := os.Lstat(path)
+	created := errors.Is(err, os.ErrNotExist)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open: %w", err)
 	}
-	l := &Log{path: path, f: f, now: time.Now, sync: (*os.File).Sync}
-	l.cond = sync.NewCond(&l.mu)
-	return l, nil
+	if created {
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("audit: fsync directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("audit: fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func flock(f *os.File, how int) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), how)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
 }
 
 // Path returns the path the log was opened with.
 func (l *Log) Path() string { return l.path }
 
+// Recovered returns what Open repaired, for the daemon to log: a message
+// naming the torn last line it cut off, or "" when it repaired nothing.
+func (l *Log) Recovered() string { return l.recovered }
+
+// Tail returns the seq and hash of the newest durable record this Log
+// wrote or found on Open; 0 and "" for an empty log. The run state stores
+// them so that Open (Options.ExpectSeq) can catch a truncated log.
+func (l *Log) Tail() (seq uint64, hash string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tailSeq, l.tailHash
+}
+
 // Append writes r as one line and returns after the line is on disk
-// (written and fsynced). A zero r.Time is set to the current time. An error
-// means the record may not be durable; after a write or fsync error every
-// later Append fails with the same error.
+// (written and fsynced). A zero r.Time is set to the current time; r's
+// chain fields are ignored and assigned by the log. An error means the
+// record may not be durable; after a write or fsync error every later
+// Append fails with the same error.
 func (l *Log) Append(r Record) error {
 	if r.Time.IsZero() {
 		r.Time = l.now()
 	}
-	line, err := json.Marshal(r)
+	r.LogID, r.Seq, r.Prev, r.Hash = "", 0, "", ""
+	body, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("audit: encode record: %w", err)
 	}
-	line = append(line, '\n')
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -90,7 +335,7 @@ func (l *Log) Append(r Record) error {
 	if l.closed {
 		return ErrClosed
 	}
-	l.pending = append(l.pending, line...)
+	l.pending = append(l.pending, body)
 	l.queued++
 	mine := l.queued
 	for {
@@ -112,27 +357,171 @@ func (l *Log) Append(r Record) error {
 // pending line outside mu, while followers keep queueing for the next
 // batch. mu is held on entry and on return.
 func (l *Log) flushLocked() {
-	buf, upto := l.pending, l.queued
+	bodies, upto := l.pending, l.queued
 	l.pending, l.spare = l.spare[:0], nil
 	l.flushing = true
 	l.mu.Unlock()
 
-	_, err := l.f.Write(buf)
-	if err != nil {
-		err = fmt.Errorf("audit: write %s: %w", l.path, err)
-	} else if serr := l.sync(l.f); serr != nil {
-		err = fmt.Errorf("audit: fsync %s: %w", l.path, serr)
-	}
+	err := l.commit(bodies)
 
 	l.mu.Lock()
 	l.flushing = false
-	l.spare = buf[:0]
+	clear(bodies)
+	l.spare = bodies[:0]
 	if err != nil {
 		l.err = err
 	} else {
 		l.durable = upto
+		l.tailSeq, l.tailHash = l.seq, l.hash
 	}
 	l.cond.Broadcast()
+}
+
+// commit chains, writes and fsyncs one batch under the file lock. Only the
+// leader calls it.
+func (l *Log) commit(bodies [][]byte) error {
+	if l.lock != nil {
+		if err := flock(l.lock, syscall.LOCK_EX); err != nil {
+			return fmt.Errorf("audit: lock %s: %w", l.lock.Name(), err)
+		}
+		defer flock(l.lock, syscall.LOCK_UN) //nolint:errcheck // released on close at the latest
+		if err := l.refresh(); err != nil {
+			return err
+		}
+	}
+	buf := l.buf[:0]
+	seq, hash := l.seq, l.hash
+	for _, b := range bodies {
+		seq++
+		prev, logID := hash, ""
+		if seq == 1 {
+			logID = newLogID()
+			prev = Genesis(logID)
+		}
+		buf, hash = seal(buf, b, seq, prev, logID)
+	}
+	l.buf = buf
+	if l.lock != nil && l.maxBytes > 0 && l.size > 0 && l.size+int64(len(buf)) > l.maxBytes {
+		if err := l.rotate(); err != nil {
+			return err
+		}
+	}
+	n, err := l.f.Write(buf)
+	l.size += int64(n)
+	if err != nil {
+		return fmt.Errorf("audit: write %s: %w", l.path, err)
+	}
+	if err := l.sync(l.f); err != nil {
+		return fmt.Errorf("audit: fsync %s: %w", l.path, err)
+	}
+	l.seq, l.hash = seq, hash
+	return nil
+}
+
+// refresh catches up with lines other processes appended since this Log
+// last wrote, and follows the live file when it was moved away (rotated by
+// another process, or by logrotate). The caller holds the file lock.
+func (l *Log) refresh() error {
+	fi, err := l.f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit: stat %s: %w", l.path, err)
+	}
+	if err := l.catchUp(l.f, l.size, fi.Size()); err != nil {
+		return err
+	}
+	pi, err := os.Stat(l.path)
+	if err == nil && os.SameFile(fi, pi) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("audit: stat %s: %w", l.path, err)
+	}
+	nf, err := openLive(l.path)
+	if err != nil {
+		return err
+	}
+	nfi, err := nf.Stat()
+	if err == nil {
+		l.size = 0
+		err = l.catchUp(nf, 0, nfi.Size())
+	}
+	if err != nil {
+		nf.Close()
+		return err
+	}
+	old := l.f
+	l.f = nf
+	old.Close()
+	return nil
+}
+
+// catchUp reads the chain tail from bytes from..end of f, appended by
+// another writer, and moves l.size to end.
+func (l *Log) catchUp(f *os.File, from, end int64) error {
+	if end == from {
+		return nil
+	}
+	if end < from {
+		return fmt.Errorf("audit: %s shrank from %d to %d bytes while open: records were removed", l.path, from, end)
+	}
+	b, off, ok, err := lastLineAt(f, l.path, from, end)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &CorruptError{Kind: KindTorn, File: l.path, Offset: from,
+			Msg: "another writer left an incomplete line; restart to recover it"}
+	}
+	var cf chainFields
+	if err := json.Unmarshal(b, &cf); err != nil || cf.Seq == 0 || cf.Hash == "" {
+		return &CorruptError{Kind: KindMalformed, File: l.path, Offset: off, Msg: "line appended by another writer has no hash chain"}
+	}
+	l.seq, l.hash, l.size = cf.Seq, cf.Hash, end
+	return nil
+}
+
+// rotate renames the live file to the next path.N and starts a new one.
+// The caller holds the file lock and is the leader.
+func (l *Log) rotate() error {
+	nums, err := rotatedNums(l.path)
+	if err != nil {
+		return err
+	}
+	next := 1
+	if len(nums) > 0 {
+		next = nums[len(nums)-1] + 1
+	}
+	dst := rotatedName(l.path, next)
+	if _, err := os.Lstat(dst); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("audit: rotate: %s already exists", dst)
+	}
+	if err := os.Rename(l.path, dst); err != nil {
+		return fmt.Errorf("audit: rotate: %w", err)
+	}
+	dir := filepath.Dir(l.path)
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	nf, err := os.OpenFile(l.path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit: rotate: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		nf.Close()
+		return err
+	}
+	old := l.f
+	l.f, l.size = nf, 0
+	old.Close()
+	if l.keep > 0 && len(nums)+1 > l.keep {
+		// Best effort: a file that could not be removed is kept, which
+		// loses nothing.
+		for _, n := range nums[:len(nums)+1-l.keep] {
+			_ = os.Remove(rotatedName(l.path, n))
+		}
+		_ = syncDir(dir)
+	}
+	return nil
 }
 
 // drainLocked returns when every queued line is durable or the log has
@@ -147,9 +536,10 @@ func (l *Log) drainLocked() {
 	}
 }
 
-// Reopen closes the file and opens path again, for use after logrotate
-// moved the file away. Lines already queued are flushed to the old file
-// first. It does not clear a sticky error.
+// Reopen flushes the lines already queued, then continues in the file now
+// at path, for use after logrotate moved the file away. Appends notice a
+// moved file on their own; Reopen makes it happen now. The chain continues
+// in the new file. It does not clear a sticky error.
 func (l *Log) Reopen() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -160,14 +550,21 @@ func (l *Log) Reopen() error {
 	if l.closed {
 		return ErrClosed
 	}
-	f, err := os.OpenFile(l.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("audit: reopen: %w", err)
+	if l.lock == nil {
+		f, err := os.OpenFile(l.path, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("audit: reopen: %w", err)
+		}
+		old := l.f
+		l.f = f
+		return old.Close()
 	}
-	old := l.f
-	l.f = f
-	if err := old.Close(); err != nil {
-		return fmt.Errorf("audit: close rotated %s: %w", l.path, err)
+	if err := flock(l.lock, syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("audit: lock %s: %w", l.lock.Name(), err)
+	}
+	defer flock(l.lock, syscall.LOCK_UN) //nolint:errcheck // released on close at the latest
+	if err := l.refresh(); err != nil {
+		return fmt.Errorf("audit: reopen: %w", err)
 	}
 	return nil
 }
@@ -182,6 +579,9 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.drainLocked()
+	if l.lock != nil {
+		l.lock.Close()
+	}
 	if err := l.f.Close(); err != nil && l.err == nil {
 		return fmt.Errorf("audit: close %s: %w", l.path, err)
 	}

@@ -71,6 +71,13 @@ type Record struct {
 	Error      string // error text; vendor packages keep secrets out of it
 	DurationMS int64
 	Detail     string // free text, e.g. "already in target state" or a reload diff; omitted when empty
+
+	// The hash chain (see the package doc). Append assigns these and
+	// ignores any value the caller set; ReadAll and Records fill them in.
+	LogID string // random id of the log, on the record with Seq 1 only
+	Seq   uint64 // position in the log, from 1, continuing across rotated files
+	Prev  string // Hash of the record before, or the log's genesis hash for Seq 1
+	Hash  string // hex SHA-256 of this record's line without its hash field
 }
 
 // wire is the JSON shape of a Record. Field order is the order of the
@@ -92,6 +99,10 @@ type wire struct {
 	Error      string `json:"error"`
 	DurationMS int64  `json:"duration_ms"`
 	Detail     string `json:"detail,omitempty"`
+	LogID      string `json:"log_id,omitempty"`
+	Seq        uint64 `json:"seq,omitempty"`
+	Prev       string `json:"prev,omitempty"`
+	Hash       string `json:"hash,omitempty"`
 }
 
 func formatTime(t time.Time) string {
@@ -131,6 +142,10 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		Error:      r.Error,
 		DurationMS: r.DurationMS,
 		Detail:     r.Detail,
+		LogID:      r.LogID,
+		Seq:        r.Seq,
+		Prev:       r.Prev,
+		Hash:       r.Hash,
 	})
 }
 
@@ -165,6 +180,10 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		Error:      w.Error,
 		DurationMS: w.DurationMS,
 		Detail:     w.Detail,
+		LogID:      w.LogID,
+		Seq:        w.Seq,
+		Prev:       w.Prev,
+		Hash:       w.Hash,
 	}
 	return nil
 }
