@@ -19,9 +19,26 @@
 // record could not be made durable, and every target still pending fails
 // with ErrAudit.
 //
+// Non-idempotent actions (restart, kill; Job.Idempotent false) are never
+// re-issued blindly: after an ambiguous failure (the attempt timed out, the
+// connection broke after the request may have been sent, or HTTP 504), the
+// executor reads the target's status (Job.Check, else Job.Verify) instead
+// of retrying. If the state shows the action in progress (or done, where
+// that proves it), the attempt counts as a success and its detail says so;
+// otherwise the target ends with outcome unknown, and is not re-issued.
+//
+// Verification: with Job.Verify set, a successful action (already in the
+// target state included) is followed by status polls with jittered
+// exponential backoff until the Verifier judges the state reached or
+// failed, or until its Timeout, the fire's deadline or ctx ends; one
+// "verify" record says verified, verify_failed (with the last state seen or
+// the read error) or unverified (the vendor documents no status read). A
+// verify_failed target's Outcome is verify_failed, so Outcome.Failed
+// includes it.
+//
 // Concurrency: calls in flight are bounded per account, across all jobs of
 // that account (Options.Concurrency, default 8). A slot is held for one
-// attempt, not during backoff waits.
+// attempt or status read, not during backoff or poll waits.
 package executor
 
 import (
@@ -71,8 +88,17 @@ type Job struct {
 	Overlap string // OverlapSkip, OverlapQueue or OverlapAllow; anything else acts as skip
 	// Idempotent says whether re-issuing the action is safe (start, stop).
 	// It is written in the detail of the "run" intent record, so that a
-	// restart after a crash can tell re-issue from "unknown".
+	// restart after a crash can tell re-issue from "unknown". A
+	// non-idempotent action is not retried after an ambiguous failure (see
+	// the package doc).
 	Idempotent bool
+	// Verify, if set, verifies the end state after a success; nil = no
+	// verification (the config's verify: false, the default).
+	Verify *Verifier
+	// Check is the status read used after an ambiguous failure of a
+	// non-idempotent action; nil falls back to Verify, and with neither
+	// such a failure ends with outcome unknown.
+	Check *Verifier
 }
 
 // Auditor receives the executor's audit records. Append must return only
@@ -147,15 +173,23 @@ type Outcome struct {
 
 // TargetOutcome is the result of one fire for one target.
 type TargetOutcome struct {
-	Target   string
-	Outcome  string // audit.OutcomeSuccess, audit.OutcomeFailure or audit.OutcomeSkipped
-	Attempts int    // vendor calls made
-	Err      error  // the last error; nil on success
+	Target string
+	// Outcome is audit.OutcomeSuccess, OutcomeFailure, OutcomeSkipped,
+	// OutcomeUnknown (a non-idempotent action whose effect could not be
+	// told after an ambiguous failure) or OutcomeVerifyFailed (the action
+	// succeeded but its end state was not verified).
+	Outcome  string
+	Attempts int   // vendor calls made (status reads not counted)
+	Err      error // the last error; nil on success
 	Result   vendors.Result
+	// Verify is the outcome of the verify record: audit.OutcomeVerified,
+	// OutcomeVerifyFailed or OutcomeUnverified; "" when not verified.
+	Verify string
+	State  string // the last status read, if any
 }
 
-// Failed returns the targets whose outcome is not success (skipped ones
-// included).
+// Failed returns the targets whose outcome is not success: failure,
+// unknown, verify_failed and skipped.
 func (o Outcome) Failed() []TargetOutcome {
 	var out []TargetOutcome
 	for _, t := range o.Targets {
@@ -373,6 +407,28 @@ func (e *Executor) runTarget(ctx context.Context, f *fire, target string) Target
 		return e.auditFailed(f, to, intent, err)
 	}
 
+	// The status before the action, where a verdict depends on it (CDSS
+	// restarts); read before the first attempt.
+	var verifyJudge, checkJudge Judge
+	var verifyJudgeErr error
+	if j.Verify != nil {
+		verifyJudge, verifyJudgeErr = j.Verify.judgeFor(ctx, target, j.Timeout)
+		if verifyJudgeErr != nil {
+			log.Warn().Err(verifyJudgeErr).Msg("status read before the action failed")
+		}
+	}
+	check := j.Check
+	if check == nil {
+		check = j.Verify
+	}
+	switch {
+	case j.Idempotent || check == nil:
+	case check == j.Verify:
+		checkJudge = verifyJudge
+	default:
+		checkJudge, _ = check.judgeFor(ctx, target, j.Timeout)
+	}
+
 	b := newRetryBackOff(j.Retry, f.deadline)
 	for attempt := 1; ; attempt++ {
 		if f.halted() {
@@ -384,7 +440,7 @@ func (e *Executor) runTarget(ctx context.Context, f *fire, target string) Target
 			return e.abandon(f, to, log, fmt.Errorf("wait for a concurrency slot of account %s: %w", j.Account, err))
 		}
 		start := time.Now()
-		res, err := call(ctx, j, target)
+		res, timedOut, err := call(ctx, j, target)
 		dur := time.Since(start)
 		release()
 		to.Attempts, to.Result, to.Err = attempt, res, err
@@ -405,6 +461,18 @@ func (e *Executor) runTarget(ctx context.Context, f *fire, target string) Target
 			to.Err = fmt.Errorf("fire stopped: %w", err)
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				to.Err = fmt.Errorf("stopped at the next fire: %w", err)
+			}
+		case !j.Idempotent && ambiguous(err, timedOut):
+			took, detail := e.check(ctx, f, check, checkJudge, target)
+			if took {
+				rec.Outcome = audit.OutcomeSuccess
+				rec.Error = ""
+				rec.Detail = "attempt failed (" + err.Error() + "); " + detail
+				to.Err = nil
+			} else {
+				rec.Outcome = audit.OutcomeUnknown
+				rec.Detail = detail
+				to.Err = fmt.Errorf("%s: %w", detail, err)
 			}
 		case !vendors.IsTransient(err):
 			rec.Outcome = audit.OutcomeFailure
@@ -431,7 +499,14 @@ func (e *Executor) runTarget(ctx context.Context, f *fire, target string) Target
 		case audit.OutcomeSuccess:
 			to.Outcome = audit.OutcomeSuccess
 			log.Info().Int("attempt", attempt).Dur("duration", dur).Bool("already", res.Already).
-				Msg("action succeeded")
+				Str("detail", rec.Detail).Msg("action succeeded")
+			if j.Verify != nil {
+				e.verify(ctx, f, &to, verifyJudge, verifyJudgeErr, log)
+			}
+			return to
+		case audit.OutcomeUnknown:
+			to.Outcome = audit.OutcomeUnknown
+			log.Error().Err(to.Err).Int("attempt", attempt).Msg("action outcome unknown; not re-issued")
 			return to
 		case audit.OutcomeFailure:
 			log.Error().Err(to.Err).Int("attempt", attempt).Int("http_status", rec.HTTPStatus).
@@ -479,10 +554,11 @@ func sleep(ctx context.Context, f *fire, d time.Duration) error {
 }
 
 // call makes one attempt with its own timeout. An attempt that runs out of
-// its own time is a transient timeout, whatever the action returned.
-func call(ctx context.Context, j *Job, target string) (res vendors.Result, err error) {
+// its own time is a transient timeout, whatever the action returned, and
+// timedOut is set.
+func call(ctx context.Context, j *Job, target string) (res vendors.Result, timedOut bool, err error) {
 	if j.Do == nil {
-		return res, fmt.Errorf("job %s: no action bound for %s", j.Name, j.Action)
+		return res, false, fmt.Errorf("job %s: no action bound for %s", j.Name, j.Action)
 	}
 	actx := ctx
 	if j.Timeout > 0 {
@@ -499,11 +575,11 @@ func call(ctx context.Context, j *Job, target string) (res vendors.Result, err e
 	if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
 		op := fmt.Sprintf("%s %s: attempt timed out after %s", j.Action, target, j.Timeout)
 		if vendors.IsTransient(err) {
-			return res, fmt.Errorf("%s: %w", op, err)
+			return res, true, fmt.Errorf("%s: %w", op, err)
 		}
-		return res, &vendors.Error{Op: op, Transient: true, Err: err}
+		return res, true, &vendors.Error{Op: op, Transient: true, Err: err}
 	}
-	return res, err
+	return res, false, err
 }
 
 // fillResult copies the vendor's status, code and request id into rec.
