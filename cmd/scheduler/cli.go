@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -22,6 +23,7 @@ import (
 	"github.com/cloudcron/scheduler/internal/engine"
 	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/secret"
+	"github.com/cloudcron/scheduler/internal/service"
 )
 
 // Exit codes.
@@ -118,7 +120,8 @@ func parseErr(err error) int {
 }
 
 // newLogger writes human-readable lines to a terminal and JSON otherwise
-// (journald, files, pipes).
+// (journald, files, pipes); on the journal each line carries its syslog
+// priority so `journalctl -p err` shows failures only.
 func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(level)
 	if err != nil || level == "" {
@@ -127,6 +130,8 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	out := w
 	if f, ok := w.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
 		out = zerolog.ConsoleWriter{Out: f, TimeFormat: "15:04:05.000"}
+	} else if ok {
+		out = service.LogWriter(f)
 	}
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
 }
@@ -141,7 +146,19 @@ func (e env) cmdRun(args []string) int {
 		fmt.Fprintln(e.stderr, "scheduler:", err)
 		return exitUsage
 	}
-	if err := daemon.Run(e.ctx, daemon.Options{ConfigPath: *cfg, Log: log, Watch: true}, e.reload); err != nil {
+	// systemd: READY=1 once the schedule is registered, RELOADING=1 and
+	// READY=1 around reloads, STATUS=, the watchdog and STOPPING=1.
+	n := &service.Notifier{Log: log}
+	var served sync.WaitGroup
+	defer served.Wait()
+	opts := daemon.Options{ConfigPath: *cfg, Log: log, Watch: true,
+		Ready:    func(st daemon.Status) { n.Ready(st.String()) },
+		OnReload: func(phase string, st daemon.Status) { n.Reload(phase, st.String()) },
+		Started: func(d *daemon.Daemon) {
+			served.Go(func() { n.Serve(e.ctx, d.Health, func() string { return d.Status().String() }) })
+		},
+	}
+	if err := daemon.Run(e.ctx, opts, e.reload); err != nil {
 		printErr(e.stderr, err)
 		return exitFailed
 	}

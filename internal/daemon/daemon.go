@@ -43,6 +43,9 @@ type Options struct {
 	// (it was refused and the old schedule keeps running) and the status
 	// after.
 	OnReload func(phase string, st Status)
+	// Started, if set, is called with the daemon right after Ready, for
+	// what needs it while Run drives it (Health for a watchdog, Status).
+	Started func(*Daemon)
 	// Watch makes the daemon reload by itself when the config file changes.
 	Watch bool
 }
@@ -225,6 +228,9 @@ func Start(opts Options) (*Daemon, error) {
 	}
 	if opts.Ready != nil {
 		opts.Ready(st)
+	}
+	if opts.Started != nil {
+		opts.Started(d)
 	}
 	return d, nil
 }

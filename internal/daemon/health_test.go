@@ -139,3 +139,23 @@ func TestOnReloadPhases(t *testing.T) {
 		})
 	}
 }
+
+func TestStartedGetsTheRunningDaemon(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	writeConfig(t, path, healthConfig("a", "b"))
+	var order []string
+	var got *Daemon
+	d := startTest(t, Options{ConfigPath: path,
+		Ready: func(st Status) { order = append(order, "ready") },
+		Started: func(d *Daemon) {
+			order = append(order, "started")
+			got = d
+			if st := d.Status(); st.Jobs != 2 || !d.Health() {
+				t.Errorf("in Started: Status() = %+v, Health() = %v", st, d.Health())
+			}
+		},
+	})
+	if got != d || len(order) != 2 || order[0] != "ready" || order[1] != "started" {
+		t.Fatalf("hooks ran %v with %p; want [ready started] with %p", order, got, d)
+	}
+}
