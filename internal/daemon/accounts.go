@@ -1,15 +1,18 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/ratelimit"
 	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/secret"
 	"github.com/cloudcron/scheduler/internal/vendors"
@@ -20,14 +23,17 @@ import (
 )
 
 // account is one configured account made runnable: its clients, bound to
-// one shared http.Client, and, for sandbox accounts, the emulated cloud it
-// talks to.
+// one shared http.Client whose transport paces every request of the
+// account (ratelimit), the status reads that verify each action, and, for
+// sandbox accounts, the emulated cloud it talks to.
 type account struct {
-	name    string
-	vendor  string
-	actions map[string]executor.Action
-	cloud   *emulator.Cloud // sandbox only; owned by this account
-	http    *http.Client
+	name      string
+	vendor    string
+	actions   map[string]executor.Action
+	verifiers map[string]*executor.Verifier // by action; Timeout is set per job
+	cloud     *emulator.Cloud               // sandbox only; owned by this account
+	http      *http.Client
+	limiter   *ratelimit.Limiter
 }
 
 func (a *account) close() {
@@ -37,10 +43,10 @@ func (a *account) close() {
 	a.http.CloseIdleConnections()
 }
 
-// newHTTPClient returns the one http.Client an account's calls share.
-// There is no client-wide timeout: each attempt carries the job's timeout
-// in its context.
-func newHTTPClient(concurrency int) *http.Client {
+// newHTTPClient returns the one http.Client an account's calls share, its
+// transport wrapped by lim. There is no client-wide timeout: each attempt
+// carries the job's timeout in its context.
+func newHTTPClient(concurrency int, lim *ratelimit.Limiter) *http.Client {
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -51,7 +57,22 @@ func newHTTPClient(concurrency int) *http.Client {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &http.Client{Transport: t}
+	return &http.Client{Transport: lim.Wrap(t)}
+}
+
+// newLimiter returns the account's request pacer: rate_limit when set, and
+// always the account-wide pause and slow-down after a 429.
+func newLimiter(acc *schedule.Account, log zerolog.Logger) *ratelimit.Limiter {
+	opts := ratelimit.Options{}
+	if rl := acc.RateLimit; rl != nil {
+		opts.PerSecond, opts.Burst = rl.PerSecond, rl.Burst
+	}
+	l := log.With().Str("component", "ratelimit").Str("account", acc.Name).Logger()
+	opts.OnThrottle = func(pause time.Duration, perSecond float64) {
+		l.Warn().Dur("pause", pause).Float64("per_second", perSecond).
+			Msg("vendor throttled the account (HTTP 429): pausing all its requests and lowering its rate")
+	}
+	return ratelimit.New(opts)
 }
 
 // buildAccount resolves an account's secrets and builds its vendor clients.
@@ -60,7 +81,11 @@ func buildAccount(acc *schedule.Account, res secret.Resolver, log zerolog.Logger
 	if conc <= 0 {
 		conc = 8
 	}
-	a := &account{name: acc.Name, vendor: acc.Vendor, http: newHTTPClient(conc), actions: map[string]executor.Action{}}
+	lim := newLimiter(acc, log)
+	a := &account{
+		name: acc.Name, vendor: acc.Vendor, http: newHTTPClient(conc, lim), limiter: lim,
+		actions: map[string]executor.Action{}, verifiers: map[string]*executor.Verifier{},
+	}
 	get := func(r *secret.Ref, field string) (secret.Value, error) {
 		if r == nil {
 			return secret.Value{}, nil
@@ -158,6 +183,39 @@ func (a *account) addNCP(cfg ncp.Config) error {
 	a.actions["cdss.cmak.restart"] = c.RestartCMAK
 	a.actions["cdss.kafka.restart"] = c.RestartKafka
 	a.actions["cdss.cluster.restart"] = c.RestartAllServices
+	a.verifiers["dataforest.notebook.restart"] = &executor.Verifier{
+		Status: c.NotebookState, Judge: dfNotebookRestart, Want: "RUNNING",
+	}
+	// AI app state values are not documented (vendors.md "Status reads",
+	// §7 #3): a kill is audited unverified, and a timed-out kill unknown.
+	a.verifiers["dataforest.aiapp.kill"] = &executor.Verifier{}
+	a.verifiers["dataforest.app.start"] = &executor.Verifier{Status: c.AppState, Judge: dfAppStart, Want: "RUNNING"}
+	a.verifiers["dataforest.app.stop"] = &executor.Verifier{Status: c.AppState, Judge: dfAppStop, Want: "STOPPED"}
+	cdss := func(fields func(ncp.ClusterStatus) string) *executor.Verifier {
+		status := func(ctx context.Context, no string) (string, error) {
+			st, err := c.ClusterStatus(ctx, no)
+			if err != nil {
+				return "", err
+			}
+			return fields(st), nil
+		}
+		return &executor.Verifier{
+			Status: status,
+			Want:   "the pre-restart value",
+			Before: func(ctx context.Context, no string) (executor.Judge, error) {
+				pre, err := status(ctx, no)
+				if err != nil {
+					return nil, err
+				}
+				return backTo(pre), nil
+			},
+		}
+	}
+	a.verifiers["cdss.cmak.restart"] = cdss(func(s ncp.ClusterStatus) string { return s.CMAKStatus })
+	a.verifiers["cdss.kafka.restart"] = cdss(func(s ncp.ClusterStatus) string { return s.BrokerStatus })
+	a.verifiers["cdss.cluster.restart"] = cdss(func(s ncp.ClusterStatus) string {
+		return "cmak=" + s.CMAKStatus + " broker=" + s.BrokerStatus + " zookeeper=" + s.ZookeeperStatus
+	})
 	return nil
 }
 
@@ -168,6 +226,8 @@ func (a *account) addSCNet(cfg scnet.Config) error {
 	}
 	a.actions["scnet.notebook.start"] = c.StartNotebook
 	a.actions["scnet.notebook.stop"] = c.StopNotebook
+	a.verifiers["scnet.notebook.start"] = &executor.Verifier{Status: c.NotebookStatus, Judge: scnetStart, Want: scnet.StatusRunning}
+	a.verifiers["scnet.notebook.stop"] = &executor.Verifier{Status: c.NotebookStatus, Judge: scnetStop, Want: scnet.StatusTerminated}
 	return nil
 }
 
@@ -178,6 +238,8 @@ func (a *account) addOTC(cfg otc.Config) error {
 	}
 	a.actions["modelarts.notebook.start"] = c.StartNotebook
 	a.actions["modelarts.notebook.stop"] = c.StopNotebook
+	a.verifiers["modelarts.notebook.start"] = &executor.Verifier{Status: c.NotebookStatus, Judge: modelArtsStart, Want: "RUNNING"}
+	a.verifiers["modelarts.notebook.stop"] = &executor.Verifier{Status: c.NotebookStatus, Judge: modelArtsStop, Want: "STOPPED"}
 	return nil
 }
 
@@ -257,6 +319,15 @@ func buildPlan(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger) (*
 			return nil, fmt.Errorf("job %s: account %s (vendor %s) does not offer action %s", j.Name, j.Account, a.vendor, j.Action)
 		}
 		info := vendors.Catalogue[j.Action]
+		var verify, check *executor.Verifier
+		if v := a.verifiers[j.Action]; v != nil {
+			vv := *v
+			vv.Timeout = j.VerifyTimeoutD
+			check = &vv
+			if j.Verify != nil && *j.Verify {
+				verify = &vv
+			}
+		}
 		p.jobs[j.Name] = &executor.Job{
 			Name:    j.Name,
 			Action:  j.Action,
@@ -272,6 +343,8 @@ func buildPlan(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger) (*
 			},
 			Overlap:    j.Overlap,
 			Idempotent: info.Idempotent(),
+			Verify:     verify,
+			Check:      check,
 		}
 	}
 	return p, nil
@@ -300,4 +373,62 @@ func (p *plan) sandboxClouds() map[string]*emulator.Cloud {
 		}
 	}
 	return m
+}
+
+// Verdicts of the status reads (vendors.md "Status reads"). Values a vendor
+// does not list are Unknown: polled until verify_timeout, never success.
+//
+//	action                        status read                        reached      pending                         failed
+//	dataforest.notebook.restart   DF notebooks/getDetail state       RUNNING      ACCEPTED                        FAILED
+//	dataforest.aiapp.kill         none documented                    –            –                               – (unverified)
+//	dataforest.app.start          DF apps/getDetail state            RUNNING      ACCEPTED                        FAILED, KILLED
+//	dataforest.app.stop           DF apps/getDetail state            STOPPED      STOPPING                        FAILED
+//	cdss.cmak.restart             getClusterStatus cmakStatus        value read before the restart; any other value pending
+//	cdss.kafka.restart            getClusterStatus brokerStatus      same
+//	cdss.cluster.restart          cmak, broker and zookeeper status  same, all three
+//	scnet.notebook.start          notebook list/detail status        Running      Restarting, Creating            Failed
+//	scnet.notebook.stop           same                               Terminated   Shutting                        Failed
+//	modelarts.notebook.start      GET instance / notebook status     RUNNING      STARTING, RESTARTING, CREATING, INIT, RESIZING   modelArtsBroken
+//	modelarts.notebook.stop       same                               STOPPED      STOPPING                        modelArtsBroken
+//
+// judge returns the Judge for one row of that table.
+func judge(reached string, pending, failed []string) executor.Judge {
+	return func(s string) executor.Verdict {
+		switch {
+		case s == reached:
+			return executor.Reached
+		case slices.Contains(pending, s):
+			return executor.Pending
+		case slices.Contains(failed, s):
+			return executor.Failed
+		}
+		return executor.Unknown
+	}
+}
+
+// modelArtsBroken are the ModelArts states (§4.4, §4.5) a notebook does not
+// leave on its own towards RUNNING or STOPPED.
+var modelArtsBroken = []string{"START_FAILED", "CREATE_FAILED", "ERROR", "FROZEN", "DELETED", "DELETING", "DELETE_FAILED", "UNAVAILABLE", "RESIZE_FAILED"}
+
+var (
+	dfNotebookRestart = judge("RUNNING", []string{"ACCEPTED"}, []string{"FAILED"})
+	dfAppStart        = judge("RUNNING", []string{"ACCEPTED"}, []string{"FAILED", "KILLED"})
+	dfAppStop         = judge("STOPPED", []string{"STOPPING"}, []string{"FAILED"})
+	scnetStart        = judge(scnet.StatusRunning, []string{scnet.StatusRestarting, scnet.StatusCreating}, []string{scnet.StatusFailed})
+	scnetStop         = judge(scnet.StatusTerminated, []string{scnet.StatusShutting}, []string{scnet.StatusFailed})
+	modelArtsStart    = judge("RUNNING", []string{"STARTING", "RESTARTING", "CREATING", "INIT", "RESIZING"}, modelArtsBroken)
+	modelArtsStop     = judge("STOPPED", []string{"STOPPING"}, modelArtsBroken)
+)
+
+// backTo judges a CDSS restart ([ADVICE] in vendors.md): the value read
+// before the restart is the target; any other value means the restart is
+// in progress. The value sets are not documented, so nothing is failed:
+// a value that never returns ends verify_failed at verify_timeout.
+func backTo(pre string) executor.Judge {
+	return func(s string) executor.Verdict {
+		if s == pre {
+			return executor.Reached
+		}
+		return executor.Pending
+	}
 }
