@@ -222,6 +222,8 @@ func (c *checker) check(ln rawLine) (chainFields, *CorruptError) {
 		}
 	case r.Seq > c.seq+1:
 		return fail(KindDeleted, r.Seq, "records deleted: seq %d is followed by seq %d", c.seq, r.Seq)
+	case r.Seq == c.seq:
+		return fail(KindReordered, r.Seq, "record seq %d appears twice", r.Seq)
 	default:
 		return fail(KindReordered, r.Seq, "records out of order: seq %d comes after seq %d", r.Seq, c.seq)
 	}
