@@ -175,17 +175,14 @@ func unixNano(t time.Time) *big.Int {
 // (already shown by the previous period) are not matched again.
 func (s *Spec) nextCron(t time.Time) time.Time {
 	limit := t.AddDate(horizonYears, 0, 0)
-	lt := t.In(s.loc)
-	_, off := lt.Zone()
-	start, end := lt.ZoneBounds()
+	off, start, end := zonePeriod(t, s.loc)
 	prevOff, havePrev := 0, false
 	if !start.IsZero() {
-		_, prevOff = start.Add(-time.Second).In(s.loc).Zone()
+		prevOff, _, _ = zonePeriod(start.Add(-time.Second), s.loc)
 		havePrev = true
 	}
 	after := t // fires must be strictly after this instant
 	for {
-		o := time.Duration(off) * time.Second
 		if s.kind == KindFixed && havePrev && start.After(t) && off > prevOff {
 			gapFrom := wall(start, prevOff) // first skipped wall time
 			if c := s.civil.Next(gapFrom.Add(-time.Second)); !c.IsZero() && c.Before(wall(start, off)) {
@@ -203,7 +200,7 @@ func (s *Spec) nextCron(t time.Time) time.Time {
 		if c.IsZero() {
 			return time.Time{}
 		}
-		at := c.Add(-o)
+		at := c.Add(-time.Duration(off) * time.Second)
 		if end.IsZero() || at.Before(end) {
 			return at.In(s.loc)
 		}
@@ -212,11 +209,53 @@ func (s *Spec) nextCron(t time.Time) time.Time {
 		}
 		prevOff, havePrev = off, true
 		start = end
-		lt = start.In(s.loc)
-		_, off = lt.Zone()
-		_, end = lt.ZoneBounds()
+		off, _, end = zonePeriod(start, s.loc)
 		after = start.Add(-time.Second) // transitions fall on whole seconds
 	}
+}
+
+// zonePeriod returns the UTC offset (seconds east) of loc at u and the
+// bounds of the period around u that time.Time.ZoneBounds reports: start
+// is zero when unknown, end is zero when the offset never changes again.
+//
+// ZoneBounds can be wrong for years served by a zone's POSIX TZ footer
+// rule: in a leap year it ends the period at Dec 31 00:00 UTC, even for
+// instants after that (golang/go#81583), and it can report a start after u
+// for zones without DST (golang/go#58682). Such an end is moved to the
+// first instant after u whose zone differs, or to the next UTC new year
+// (where ZoneBounds is right again) if the zone is the same there; a
+// boundary where nothing changes is harmless to nextCron.
+func zonePeriod(u time.Time, loc *time.Location) (off int, start, end time.Time) {
+	lu := u.In(loc)
+	name, off := lu.Zone()
+	start, end = lu.ZoneBounds()
+	if start.After(u) {
+		start = time.Time{}
+	}
+	if end.IsZero() || end.After(u) {
+		return off, start, end
+	}
+	same := func(v time.Time) bool {
+		n, o := v.In(loc).Zone()
+		return n == name && o == off
+	}
+	hi := time.Date(u.UTC().Year()+1, time.January, 1, 0, 0, 0, 0, time.UTC)
+	if same(hi) {
+		return off, start, hi
+	}
+	lo := u // same(lo); !same(hi): bisect to the second
+	for hi.Sub(lo) > time.Second {
+		mid := lo.Add(hi.Sub(lo) / 2).Truncate(time.Second)
+		if !mid.After(lo) {
+			break
+		}
+		if same(mid) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return off, start, hi
 }
 
 // wall returns the wall time of instant t at UTC offset off (seconds east),

@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/rs/zerolog"
+)
+
+// EntryID identifies a job added to a Runner.
+type EntryID cron.EntryID
+
+// Runner drives schedules with a robfig/cron/v3 cron.Cron and calls each
+// job's callback, in its own goroutine, with the instant that fire was
+// scheduled for. It neither skips nor delays fires: overlap policy belongs
+// to the caller. A panicking callback is logged and recovered.
+//
+// How the scheduled instant reaches the callback: cron.Cron calls a job's
+// Schedule.Next once when it starts (or when the job is added while
+// running) and once right after each run it starts, always from its single
+// scheduling goroutine, and runs the job at the instant the latest Next
+// returned. Each job's schedule is wrapped so every non-zero Next result is
+// appended to a per-job queue, and each run pops the oldest entry. The run's
+// goroutine may pop only after cron has already pushed the following fire,
+// which is why it is a queue and not a single "last" value.
+type Runner struct {
+	log  zerolog.Logger
+	cron *cron.Cron
+
+	mu      sync.Mutex
+	entries map[EntryID]*entry
+	stopped context.Context // done when the previous Stop's callbacks returned
+}
+
+// entry is one job: its schedule wrapped to queue the fires cron asked for.
+type entry struct {
+	name  string
+	sched Schedule
+	fire  func(scheduled time.Time)
+	log   zerolog.Logger
+
+	mu     sync.Mutex
+	queued []time.Time // fires handed to cron and not yet run, oldest first
+	next   time.Time   // the latest fire handed to cron
+}
+
+// Next implements cron.Schedule: it records the fire it hands to cron.
+func (e *entry) Next(t time.Time) time.Time {
+	n := e.sched.Next(t)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.next = n
+	if !n.IsZero() {
+		e.queued = append(e.queued, n)
+	}
+	return n
+}
+
+// Run implements cron.Job: it pops the fire cron is running and calls back.
+func (e *entry) Run() {
+	e.mu.Lock()
+	var scheduled time.Time
+	if len(e.queued) > 0 {
+		scheduled = e.queued[0]
+		e.queued = e.queued[1:]
+	}
+	e.mu.Unlock()
+	if scheduled.IsZero() { // cannot happen with cron.Cron v3.0.1; never drop a fire
+		scheduled = time.Now()
+		e.log.Error().Time("now", scheduled).Msg("no queued fire for this run; using the current time")
+	}
+	e.log.Debug().Time("scheduled", scheduled).Msg("fire")
+	e.fire(scheduled)
+}
+
+// NewRunner returns a stopped Runner that logs through log.
+func NewRunner(log zerolog.Logger) *Runner {
+	log = log.With().Str("component", "engine").Logger()
+	cl := cronLogger{log: log}
+	return &Runner{
+		log: log,
+		cron: cron.New(
+			cron.WithLocation(time.UTC), // each Schedule carries its own zone
+			cron.WithLogger(cl),
+			cron.WithChain(cron.Recover(cl)), // nothing that skips or delays
+		),
+		entries: make(map[EntryID]*entry),
+	}
+}
+
+// Add registers a job; fire is called with the scheduled instant of each
+// fire of s, in s's zone. It may be called before or after Start.
+func (r *Runner) Add(name string, s Schedule, fire func(scheduled time.Time)) (EntryID, error) {
+	if s == nil {
+		return 0, errors.New("add job " + name + ": nil schedule")
+	}
+	if fire == nil {
+		return 0, errors.New("add job " + name + ": nil callback")
+	}
+	e := &entry{name: name, sched: s, fire: fire, log: r.log.With().Str("job", name).Logger()}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := EntryID(r.cron.Schedule(e, e))
+	r.entries[id] = e
+	return id, nil
+}
+
+// Remove unregisters a job; a callback already running is not interrupted.
+func (r *Runner) Remove(id EntryID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cron.Remove(cron.EntryID(id))
+	delete(r.entries, id)
+}
+
+// NextFire returns the next fire of job id that the runner waits for, or,
+// before Start, the next fire after now. It is zero for an unknown id or a
+// schedule with no more fires.
+func (r *Runner) NextFire(id EntryID) time.Time {
+	r.mu.Lock()
+	e := r.entries[id]
+	r.mu.Unlock()
+	if e == nil {
+		return time.Time{}
+	}
+	e.mu.Lock()
+	next := e.next
+	e.mu.Unlock()
+	if next.IsZero() {
+		return e.sched.Next(time.Now())
+	}
+	return next
+}
+
+// Start starts the scheduler in its own goroutine; it does nothing if
+// already started. After a Stop it first waits until the callbacks that
+// were running then have returned.
+func (r *Runner) Start() {
+	r.mu.Lock()
+	stopped := r.stopped
+	r.stopped = nil
+	r.mu.Unlock()
+	if stopped != nil {
+		<-stopped.Done() // without r.mu: a callback may call NextFire
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if stopped != nil {
+		// cron asks every schedule for its next fire again on start; the
+		// fires queued before the stop were never run.
+		for _, e := range r.entries {
+			e.mu.Lock()
+			e.queued, e.next = nil, time.Time{}
+			e.mu.Unlock()
+		}
+	}
+	r.cron.Start()
+}
+
+// Stop stops scheduling new fires and returns a context that is done when
+// the callbacks already running have returned.
+func (r *Runner) Stop() context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctx := r.cron.Stop()
+	r.stopped = ctx
+	return ctx
+}
+
+// cronLogger adapts cron.Logger to zerolog; cron's chatty Info goes to debug.
+type cronLogger struct{ log zerolog.Logger }
+
+func (l cronLogger) Info(msg string, kv ...any) { l.log.Debug().Fields(kv).Msg(msg) }
+
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.log.Error().Err(err).Fields(kv).Msg(msg)
+}
