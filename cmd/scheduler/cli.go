@@ -45,6 +45,7 @@ Usage:
   scheduler trigger  --config PATH JOB         run one job's action now, once
   scheduler demo     [--for DURATION]          the daemon on the demo schedule against
                                                the embedded emulated cloud; no credentials
+  scheduler audit    [--config PATH | --path P] [--job NAME] [--since T] [--outcome O] [--json] | verify
 
 Run 'scheduler COMMAND --help' for a command's flags.
 `
@@ -75,6 +76,8 @@ func run(ctx context.Context, reload <-chan struct{}, args []string, stdout, std
 		return e.cmdTrigger(rest)
 	case "demo":
 		return e.cmdDemo(rest)
+	case "audit":
+		return e.cmdAudit(rest)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
