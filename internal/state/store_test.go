@@ -537,3 +537,64 @@ func TestKill9(t *testing.T) {
 		must(t, s.Close())
 	}
 }
+
+func TestConcurrentChanges(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpen(t, dir)
+	const jobs, fires = 4, 10
+	errs := make(chan error, jobs)
+	for j := range jobs {
+		go func() {
+			name := "job" + strconv.Itoa(j)
+			for i := 1; i <= fires; i++ {
+				sched := t0.Add(time.Duration(i) * time.Minute)
+				id := name + "@" + strconv.Itoa(i)
+				if err := s.Begin(name, Intent{RunID: id, Scheduled: sched}); err != nil {
+					errs <- err
+					return
+				}
+				_ = s.Job(name)
+				if err := s.Done(name, sched, id); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range jobs {
+		must(t, <-errs)
+	}
+	must(t, s.Close())
+	r := mustOpen(t, dir)
+	for j := range jobs {
+		js := r.Job("job" + strconv.Itoa(j))
+		if !js.LastDone.Equal(t0.Add(fires*time.Minute)) || len(js.InFlight) != 0 {
+			t.Errorf("job%d = %+v; want all %d fires done", j, js, fires)
+		}
+	}
+}
+
+// BenchmarkBeginDone measures one fire's two durable writes.
+func BenchmarkBeginDone(b *testing.B) {
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; i < 50; i++ { // a realistic number of jobs in the file
+		s.Register("job"+strconv.Itoa(i), t0)
+	}
+	i := 0
+	for b.Loop() {
+		i++
+		sched := t0.Add(time.Duration(i) * time.Second)
+		id := "job1@" + strconv.Itoa(i)
+		if err := s.Begin("job1", Intent{RunID: id, Scheduled: sched, Targets: []string{"a", "b"}}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Done("job1", sched, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
