@@ -1,0 +1,262 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// recorder collects the fires of one job: the scheduled instant the
+// callback received and the (fake) clock when it was called.
+type recorder struct {
+	mu        sync.Mutex
+	scheduled []time.Time
+	called    []time.Time
+}
+
+func (r *recorder) fire(scheduled time.Time) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.scheduled = append(r.scheduled, scheduled)
+	r.called = append(r.called, now)
+}
+
+func (r *recorder) snapshot() (scheduled, called []time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.scheduled...), append([]time.Time(nil), r.called...)
+}
+
+// check asserts the job fired exactly at want (RFC3339 with offset), and
+// that each callback ran at the instant it was handed.
+func (r *recorder) check(t *testing.T, job string, want []string) {
+	t.Helper()
+	scheduled, called := r.snapshot()
+	if g, w := strings.Join(formatAll(scheduled), " "), strings.Join(want, " "); g != w {
+		t.Errorf("%s: callbacks got scheduled\n %s\nwant\n %s", job, g, w)
+	}
+	for i := range scheduled {
+		if !called[i].Equal(scheduled[i]) {
+			t.Errorf("%s: fire %d scheduled %v ran at %v", job, i, scheduled[i], called[i])
+		}
+	}
+}
+
+func stopAndWait(t *testing.T, r *Runner) {
+	t.Helper()
+	<-r.Stop().Done()
+}
+
+// The fake clock of synctest starts at 2000-01-01 00:00 UTC, a Saturday.
+func TestRunnerFiresAtScheduledInstants(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		if want := "2000-01-01T00:00:00Z"; start.UTC().Format(time.RFC3339) != want {
+			t.Fatalf("fake clock starts at %v; want %s", start, want)
+		}
+		r := NewRunner(zerolog.Nop())
+		var berlin, seoul, every recorder
+		jobs := []struct {
+			name, spec, zone string
+			rec              *recorder
+		}{
+			{"berlin-weekdays", "0 9 * * MON-FRI", "Europe/Berlin", &berlin},
+			{"seoul-daily", "30 8 * * *", "Asia/Seoul", &seoul},
+			{"every-90m", "@every 90m", "UTC", &every},
+		}
+		ids := map[string]EntryID{}
+		for _, j := range jobs {
+			id, err := r.Add(j.name, mustParse(t, j.spec, mustZone(t, j.zone), start), j.rec.fire)
+			if err != nil {
+				t.Fatalf("Add(%s): %v", j.name, err)
+			}
+			ids[j.name] = id
+		}
+		if got, want := r.NextFire(ids["berlin-weekdays"]).Format(time.RFC3339), "2000-01-03T09:00:00+01:00"; got != want {
+			t.Errorf("NextFire before Start = %s; want %s", got, want)
+		}
+		r.Start()
+		time.Sleep(71*time.Hour + 59*time.Minute) // to Monday 2000-01-03 23:59 UTC
+		synctest.Wait()
+
+		berlin.check(t, "berlin-weekdays", []string{"2000-01-03T09:00:00+01:00"})
+		seoul.check(t, "seoul-daily", []string{"2000-01-02T08:30:00+09:00", "2000-01-03T08:30:00+09:00", "2000-01-04T08:30:00+09:00"})
+		var wantEvery []string
+		for k := 1; k <= 47; k++ {
+			wantEvery = append(wantEvery, start.Add(time.Duration(k)*90*time.Minute).UTC().Format(time.RFC3339))
+		}
+		every.check(t, "every-90m", wantEvery)
+
+		for name, want := range map[string]string{
+			"berlin-weekdays": "2000-01-04T09:00:00+01:00",
+			"seoul-daily":     "2000-01-05T08:30:00+09:00",
+			"every-90m":       "2000-01-04T00:00:00Z",
+		} {
+			if got := r.NextFire(ids[name]).Format(time.RFC3339); got != want {
+				t.Errorf("NextFire(%s) = %s; want %s", name, got, want)
+			}
+		}
+		if got := r.NextFire(EntryID(999)); !got.IsZero() {
+			t.Errorf("NextFire(unknown) = %v; want zero", got)
+		}
+		stopAndWait(t, r)
+	})
+}
+
+// A callback slower than the interval neither delays nor skips the next
+// fires, and each run still gets its own scheduled instant.
+func TestRunnerSlowCallbackKeepsScheduledTimes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(zerolog.Nop())
+		var rec recorder
+		_, err := r.Add("slow", mustParse(t, "0 * * * * *", time.UTC, time.Time{}), func(s time.Time) {
+			rec.fire(s)
+			time.Sleep(150 * time.Second)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Start()
+		time.Sleep(5*time.Minute + 30*time.Second)
+		rec.check(t, "slow", []string{"2000-01-01T00:01:00Z", "2000-01-01T00:02:00Z", "2000-01-01T00:03:00Z",
+			"2000-01-01T00:04:00Z", "2000-01-01T00:05:00Z"})
+		ctx := r.Stop()
+		synctest.Wait()
+		if ctx.Err() != nil {
+			t.Error("Stop's context is done while callbacks still run")
+		}
+		time.Sleep(150 * time.Second)
+		synctest.Wait()
+		if ctx.Err() == nil {
+			t.Error("Stop's context is not done after the callbacks returned")
+		}
+	})
+}
+
+func TestRunnerAddWhileRunningAndRemove(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(zerolog.Nop())
+		r.Start()
+		time.Sleep(30 * time.Minute)
+		var rec recorder
+		id, err := r.Add("quarter", mustParse(t, "*/15 * * * *", mustZone(t, "Asia/Seoul"), time.Time{}), rec.fire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(59 * time.Minute) // to 10:29 Seoul
+		synctest.Wait()
+		r.Remove(id)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		rec.check(t, "quarter", []string{"2000-01-01T09:45:00+09:00", "2000-01-01T10:00:00+09:00",
+			"2000-01-01T10:15:00+09:00"})
+		if got := r.NextFire(id); !got.IsZero() {
+			t.Errorf("NextFire after Remove = %v; want zero", got)
+		}
+		stopAndWait(t, r)
+	})
+}
+
+func TestRunnerRestartAfterStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(zerolog.Nop())
+		var rec recorder
+		if _, err := r.Add("hourly", mustParse(t, "@hourly", time.UTC, time.Time{}), rec.fire); err != nil {
+			t.Fatal(err)
+		}
+		r.Start()
+		time.Sleep(90 * time.Minute) // fires 01:00
+		stopAndWait(t, r)
+		time.Sleep(2 * time.Hour) // stopped through 02:00 and 03:00
+		r.Start()
+		time.Sleep(100 * time.Minute) // fires 04:00 and 05:00
+		synctest.Wait()
+		rec.check(t, "hourly", []string{"2000-01-01T01:00:00Z", "2000-01-01T04:00:00Z", "2000-01-01T05:00:00Z"})
+		stopAndWait(t, r)
+	})
+}
+
+func TestRunnerLogsAndRecovers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf syncBuffer
+		r := NewRunner(zerolog.New(&buf).Level(zerolog.DebugLevel))
+		var rec recorder
+		var calls atomic.Int32
+		_, err := r.Add("flaky", mustParse(t, "@hourly", time.UTC, time.Time{}), func(s time.Time) {
+			if calls.Add(1) == 1 {
+				panic("boom")
+			}
+			rec.fire(s)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Start()
+		time.Sleep(2*time.Hour + time.Minute)
+		synctest.Wait()
+		stopAndWait(t, r)
+
+		rec.check(t, "flaky", []string{"2000-01-01T02:00:00Z"})
+		var sawPanic, sawCronDebug bool
+		for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			if rec["component"] != "engine" {
+				t.Errorf("log line without component=engine: %s", line)
+			}
+			switch rec["message"] {
+			case "panic":
+				sawPanic = rec["level"] == "error" && strings.Contains(rec["error"].(string), "boom")
+			case "wake", "run", "start", "schedule":
+				if rec["level"] != "debug" {
+					t.Errorf("cron's %q logged at %v; want debug", rec["message"], rec["level"])
+				}
+				sawCronDebug = true
+			}
+		}
+		if !sawPanic {
+			t.Errorf("no error record for the panicking callback in:\n%s", buf.String())
+		}
+		if !sawCronDebug {
+			t.Errorf("no debug record from cron in:\n%s", buf.String())
+		}
+	})
+}
+
+func TestRunnerAddRejectsNil(t *testing.T) {
+	r := NewRunner(zerolog.Nop())
+	if _, err := r.Add("x", nil, func(time.Time) {}); err == nil {
+		t.Error("Add with a nil schedule succeeded")
+	}
+	if _, err := r.Add("x", mustParse(t, "@daily", time.UTC, time.Time{}), nil); err == nil {
+		t.Error("Add with a nil callback succeeded")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
