@@ -137,8 +137,13 @@ func Open(path string) (*Log, error) { return OpenWith(path, Options{}) }
 // checks, locking or rotation.
 func OpenWith(path string, opts Options) (*Log, error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("audit: create directory: %w", err)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("audit: create directory: %w", err)
+		}
+		if err := syncDir(filepath.Dir(dir)); err != nil {
+			return nil, err
+		}
 	}
 	l := &Log{path: path, now: time.Now, sync: (*os.File).Sync, maxBytes: opts.MaxBytes, keep: opts.Keep}
 	if l.maxBytes == 0 {
