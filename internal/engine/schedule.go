@@ -92,8 +92,10 @@ func newCronSpec(spec string, kind Kind, ss *cron.SpecSchedule) *Spec {
 }
 
 // Parse parses a job's schedule spec in loc. anchor is the instant @every
-// schedules count from (the daemon's start; `next --from`). A nil loc is UTC.
-// The returned Schedule is a *Spec.
+// schedules count from (the daemon's start; `next --from`); a zero anchor
+// counts from 0001-01-01 UTC. A nil loc is UTC. The returned Schedule is a
+// *Spec. Errors are short, lowercase, name the bad field and say how to fix
+// it, without repeating the whole spec: the caller adds the job's context.
 func Parse(spec string, loc *time.Location, anchor time.Time) (Schedule, error) {
 	s, err := parseSpec(spec)
 	if err != nil {

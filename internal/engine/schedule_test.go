@@ -331,6 +331,7 @@ func BenchmarkNext(b *testing.B) {
 	}
 }
 
+// FuzzParseNext: no panic, and fires strictly increase and are in the zone.
 func FuzzParseNext(f *testing.F) {
 	for _, seed := range []string{
 		"30 2 * * *", "*/15 * * * *", "0 0 1,15 * MON", "@hourly", "@daily", "@every 90m",
@@ -358,6 +359,9 @@ func FuzzParseNext(f *testing.F) {
 			}
 			if !next.After(prev) {
 				t.Fatalf("Parse(%q in %s): Next(%v) = %v, not after", spec, zone, prev, next)
+			}
+			if next.Location() != loc {
+				t.Fatalf("Parse(%q in %s): Next(%v) = %v, in %v", spec, zone, prev, next, next.Location())
 			}
 			prev = next
 		}
