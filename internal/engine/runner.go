@@ -16,7 +16,8 @@ type EntryID cron.EntryID
 // Runner drives schedules with a robfig/cron/v3 cron.Cron and calls each
 // job's callback, in its own goroutine, with the instant that fire was
 // scheduled for. It neither skips nor delays fires: overlap policy belongs
-// to the caller. A panicking callback is logged and recovered.
+// to the caller. The only cron.Chain wrapper is cron.Recover: a panicking
+// callback is logged and recovered, and later fires go on.
 //
 // How the scheduled instant reaches the callback: cron.Cron calls a job's
 // Schedule.Next once when it starts (or when the job is added while
