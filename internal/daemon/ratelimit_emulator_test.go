@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/vendors/emulator"
+)
+
+// fireAll fires jobs concurrently, each starting after its offset.
+func fireAll(t *testing.T, r *runner, offsets map[string]time.Duration) map[string]executor.Outcome {
+	t.Helper()
+	var mu sync.Mutex
+	out := map[string]executor.Outcome{}
+	var wg sync.WaitGroup
+	for name, off := range offsets {
+		j := r.fastPolls(name)
+		wg.Go(func() {
+			time.Sleep(off)
+			o := r.ex.Fire(t.Context(), j, time.Now(), time.Time{})
+			mu.Lock()
+			out[name] = o
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// TestRateLimitAcrossJobs: two jobs of one account share its rate_limit.
+func TestRateLimitAcrossJobs(t *testing.T) {
+	e := startCloud(t, emulator.Options{TransitionDelay: -1})
+	p := e.plan(t, e.accounts("demanager", "rate_limit: {per_second: 10, burst: 1}", "otc"),
+		job("a", "otc", "modelarts.notebook.start", false, "a1", "a2", "a3")+
+			job("b", "otc", "modelarts.notebook.start", false, "b1", "b2", "b3"))
+	r := e.runner(t, p)
+	outs := fireAll(t, r, map[string]time.Duration{"a": 0, "b": 0})
+	for name, o := range outs {
+		if f := o.Failed(); len(f) != 0 {
+			t.Fatalf("job %s failed: %+v", name, f)
+		}
+	}
+	var at []time.Time
+	for _, q := range e.cloud.Requests() {
+		if q.Action == "modelarts.notebook.start" {
+			at = append(at, q.Time)
+		}
+	}
+	if len(at) != 6 {
+		t.Fatalf("start requests = %d; want 6", len(at))
+	}
+	// 6 requests at 10/s with burst 1: at least 5 gaps of 100ms.
+	if span := at[5].Sub(at[0]); span < 450*time.Millisecond {
+		t.Errorf("6 requests of two jobs within %s; want >= 500ms at 10/s", span)
+	}
+}
+
+// TestThrottleStormSlowsTheAccount: 429s (with Retry-After) on one job's
+// requests pause the other job of the same account too, and every target
+// still succeeds through retries.
+func TestThrottleStormSlowsTheAccount(t *testing.T) {
+	e := startCloud(t, emulator.Options{TransitionDelay: -1})
+	e.cloud.Inject(emulator.Fault{Target: "a1", Action: "modelarts.notebook.start", Kind: emulator.FaultThrottle, RetryAfter: time.Second, Times: 2})
+	p := e.plan(t, e.accounts("demanager", "rate_limit: {per_second: 50, burst: 5}", "otc"),
+		job("a", "otc", "modelarts.notebook.start", false, "a1")+
+			job("b", "otc", "modelarts.notebook.start", false, "b1", "b2", "b3"))
+	r := e.runner(t, p)
+	// b fires just after a's first request got its 429.
+	outs := fireAll(t, r, map[string]time.Duration{"a": 0, "b": 150 * time.Millisecond})
+	for name, o := range outs {
+		if f := o.Failed(); len(f) != 0 {
+			t.Fatalf("job %s failed: %+v", name, f)
+		}
+	}
+	reqs := e.cloud.Requests()
+	var first429 time.Time
+	for _, q := range reqs {
+		if q.Status == 429 {
+			first429 = q.Time
+			break
+		}
+	}
+	if first429.IsZero() {
+		t.Fatal("no 429 in the request log")
+	}
+	// Nothing of the account reached the cloud during the Retry-After of
+	// the first 429: b's requests waited, although none of them was throttled.
+	for _, q := range reqs {
+		if d := q.Time.Sub(first429); d > 20*time.Millisecond && d < 950*time.Millisecond {
+			t.Errorf("%s %s reached the cloud %s after the 429; want the account paused for 1s", q.Action, q.Target, d)
+		}
+	}
+	var bFirst time.Time
+	for _, q := range reqs {
+		if q.Target == "b1" || q.Target == "b2" || q.Target == "b3" {
+			bFirst = q.Time
+			break
+		}
+	}
+	if bFirst.Sub(first429) < 950*time.Millisecond {
+		t.Errorf("job b's first request %s after a's 429; want >= 1s", bFirst.Sub(first429))
+	}
+	st := p.accounts["otc"].limiter.Stats()
+	if st.Throttled != 2 || st.PerSecond >= 50 {
+		t.Errorf("limiter stats %+v; want 2 throttles and a lowered rate", st)
+	}
+	// a1: two 429s retried, then success.
+	if att := r.records(t, audit.EventAttempt, "a", "a1"); len(att) != 3 || att[2].Outcome != audit.OutcomeSuccess || att[0].HTTPStatus != 429 {
+		t.Errorf("a1 attempts %+v; want 429, 429, success", att)
+	}
+}
