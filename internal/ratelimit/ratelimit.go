@@ -162,6 +162,14 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// CloseIdleConnections forwards to the wrapped transport, so that
+// http.Client.CloseIdleConnections still reaches it.
+func (t *transport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // Wait blocks until a request of the account may be sent: after any pause,
 // and with a token of the rate limiter. Its error wraps ErrNotSent and the
 // context's error, if any.

@@ -232,3 +232,19 @@ func TestWaitHonoursContext(t *testing.T) {
 		t.Errorf("server saw %d requests; want 1 (the waits sent nothing)", n)
 	}
 }
+
+type idleCloser struct {
+	http.RoundTripper
+	closed bool
+}
+
+func (c *idleCloser) CloseIdleConnections() { c.closed = true }
+
+func TestCloseIdleConnectionsReachesTheTransport(t *testing.T) {
+	inner := &idleCloser{RoundTripper: http.DefaultTransport}
+	c := &http.Client{Transport: New(Options{}).Wrap(inner)}
+	c.CloseIdleConnections()
+	if !inner.closed {
+		t.Error("CloseIdleConnections did not reach the wrapped transport")
+	}
+}
