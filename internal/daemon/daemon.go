@@ -25,6 +25,7 @@ import (
 	"github.com/cloudcron/scheduler/internal/executor"
 	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/secret"
+	"github.com/cloudcron/scheduler/internal/state"
 )
 
 // Options configures a daemon.
@@ -76,6 +77,10 @@ type Daemon struct {
 	// period is over, so abandoned calls end and are audited as failed.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	store     *state.Store   // run state: intents, last done fires, audit tail
+	extra     sync.WaitGroup // fires started outside the engine (catch-up, re-issue)
+	stopClock chan struct{}
 
 	mu      sync.Mutex
 	plan    *plan
@@ -192,13 +197,34 @@ func Start(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	al, err := audit.Open(cfg.Audit.Path)
+	store, err := state.Open(cfg.State.Dir)
 	if err != nil {
 		p.close()
+		return nil, fmt.Errorf("open run state: %w", err)
+	}
+	for _, f := range store.Leftovers() {
+		log.Warn().Str("file", f).Msg("removed a temporary run-state file left by a crash")
+	}
+	seq, hash := store.AuditTail()
+	al, err := audit.OpenWith(cfg.Audit.Path, audit.Options{ExpectSeq: seq, ExpectHash: hash})
+	if err != nil {
+		p.close()
+		_ = store.Close()
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, plan: p, entries: map[string]entry{}}
+	if msg := al.Recovered(); msg != "" {
+		log.Warn().Str("audit", cfg.Audit.Path).Msg(msg)
+	}
+	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, plan: p, entries: map[string]entry{}, stopClock: make(chan struct{})}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	fail := func(err error) (*Daemon, error) {
+		d.cancel()
+		d.extra.Wait()
+		p.close()
+		_ = al.Close()
+		_ = store.Close()
+		return nil, err
+	}
 	d.exec = executor.New(executor.Options{
 		Log:         opts.Log,
 		Audit:       al,
@@ -206,18 +232,29 @@ func Start(opts Options) (*Daemon, error) {
 		Concurrency: d.concurrency,
 	})
 	d.runner = engine.NewRunner(opts.Log)
+	now := opts.Now()
+	reissue, err := d.recoverPending(cfg, now)
+	if err != nil {
+		return fail(err)
+	}
+	if err := d.syncJobs(cfg, now); err != nil {
+		return fail(err)
+	}
 	for _, j := range cfg.Jobs {
 		if err := d.register(j); err != nil {
-			p.close()
-			_ = al.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
 	if _, err := d.runner.Add(heartbeatJob, every(heartbeatEvery), d.beat); err != nil {
-		p.close()
-		_ = al.Close()
-		return nil, err
+		return fail(err)
 	}
+	for name, scheduled := range reissue {
+		d.goFire(name, scheduled)
+	}
+	if err := d.catchUp(cfg, now, reissue); err != nil {
+		return fail(err)
+	}
+	go d.watchClock(d.stopClock)
 	d.hbLast = time.Now()
 	d.runner.Start()
 	st := d.Status()
@@ -272,7 +309,15 @@ func (d *Daemon) fire(name string, scheduled time.Time) {
 	next := cj.Spec.Next(scheduled)
 	lag := d.now().Sub(scheduled)
 	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag", lag).Msg("fire")
+	if !d.begin(j, scheduled) {
+		return
+	}
 	out := d.exec.Fire(d.ctx, j, scheduled, next)
+	if d.ctx.Err() == nil {
+		// An outcome was recorded for every target. A fire cut short by
+		// shutdown keeps its intent, so the next start re-evaluates it.
+		d.done(name, scheduled)
+	}
 	if out.Skipped {
 		return
 	}
@@ -343,6 +388,9 @@ func (d *Daemon) Reload(force bool) {
 		}
 	}
 	d.old = append(d.old, oldPlan)
+	if err := d.syncJobs(cfg, d.now()); err != nil {
+		d.log.Error().Err(err).Msg("reload: run state not updated")
+	}
 	d.mu.Unlock()
 	sort.Strings(added)
 	sort.Strings(removed)
@@ -385,6 +433,7 @@ func (d *Daemon) Status() Status {
 // and closes everything. It reports what it had to abandon.
 func (d *Daemon) Shutdown() error {
 	d.log.Info().Dur("grace", d.opts.Grace).Msg("shutting down: no new fires; waiting for in-flight calls")
+	close(d.stopClock)
 	stopped := d.runner.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), d.opts.Grace)
 	defer cancel()
@@ -396,13 +445,20 @@ func (d *Daemon) Shutdown() error {
 		_ = d.exec.Wait(wctx)
 		wcancel()
 		err = fmt.Errorf("shutdown: abandoned in-flight calls after %s grace period", d.opts.Grace)
-	} else {
+	}
+	// Let engine callbacks and catch-up fires finish their bookkeeping.
+	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer bcancel()
+	extra := make(chan struct{})
+	go func() { d.extra.Wait(); close(extra) }()
+	for _, c := range []<-chan struct{}{stopped.Done(), extra} {
 		select {
-		case <-stopped.Done():
-		case <-ctx.Done():
+		case <-c:
+		case <-bctx.Done():
 		}
 	}
 	d.cancel()
+	d.saveAuditTail()
 	d.mu.Lock()
 	d.plan.close()
 	for _, p := range d.old {
@@ -411,6 +467,9 @@ func (d *Daemon) Shutdown() error {
 	d.mu.Unlock()
 	if cerr := d.audit.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close audit log: %w", cerr))
+	}
+	if cerr := d.store.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close run state: %w", cerr))
 	}
 	if err == nil {
 		d.log.Info().Msg("stopped cleanly")

@@ -1,0 +1,222 @@
+package daemon
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/schedule"
+	"github.com/cloudcron/scheduler/internal/state"
+)
+
+// clockTick is how often the daemon compares the wall clock with the
+// monotonic clock to notice jumps (NTP steps, suspend/resume, a manual
+// date change).
+const clockTick = time.Second
+
+// recoverPending settles the intents a crash left without outcome, before
+// anything else fires. A start or stop is re-issued when it is still
+// current: no newer fire of the job is due and it is inside the job's
+// catch-up window; otherwise it is audited as missed. A restart or kill is
+// never re-issued blindly: it is audited as unknown. It returns the fires
+// to re-issue, by job.
+func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) (map[string]time.Time, error) {
+	reissue := map[string]time.Time{}
+	for _, p := range d.store.Pending() {
+		dec := state.Recover(p)
+		j := cfg.Job(p.Job)
+		switch {
+		case dec.Reissue && j != nil && j.Action == p.Action && now.Sub(p.Scheduled) <= j.CatchupD && !j.Spec.Next(p.Scheduled).Before(now):
+			d.log.Warn().Str("job", p.Job).Str("run_id", p.RunID).Msg(dec.Message)
+			if t, ok := reissue[p.Job]; !ok || p.Scheduled.After(t) {
+				reissue[p.Job] = p.Scheduled
+			}
+			continue
+		case dec.Reissue:
+			reason := "interrupted by a restart; not re-issued: "
+			switch {
+			case j == nil:
+				reason += "the job is no longer in the config"
+			case j.Action != p.Action:
+				reason += "the job's action changed"
+			case j.CatchupD == 0:
+				reason += "catch-up is off (catchup 0)"
+			case now.Sub(p.Scheduled) > j.CatchupD:
+				reason += fmt.Sprintf("older than catchup %s", j.CatchupD)
+			default:
+				reason += "a newer fire of the job is already due"
+			}
+			dec = state.Decision{Outcome: audit.OutcomeMissed, Detail: reason, Message: reason}
+			d.log.Warn().Str("job", p.Job).Str("run_id", p.RunID).Msg(reason)
+		default:
+			d.log.Error().Str("job", p.Job).Str("run_id", p.RunID).Strs("targets", p.Targets).Msg(dec.Message)
+		}
+		for _, r := range dec.Records(p, now) {
+			if err := d.audit.Append(r); err != nil {
+				return nil, fmt.Errorf("audit recovery of %s: %w", p.RunID, err)
+			}
+		}
+		if err := d.store.Done(p.Job, p.Scheduled, p.RunID); err != nil {
+			return nil, fmt.Errorf("settle interrupted fire %s: %w", p.RunID, err)
+		}
+	}
+	return reissue, nil
+}
+
+// syncJobs registers every configured job in the run state and forgets
+// jobs that are no longer configured.
+func (d *Daemon) syncJobs(cfg *schedule.Config, now time.Time) error {
+	for _, j := range cfg.Jobs {
+		if err := d.store.Register(j.Name, now); err != nil {
+			return fmt.Errorf("run state: %w", err)
+		}
+	}
+	for _, name := range d.store.Jobs() {
+		if cfg.Job(name) == nil {
+			if err := d.store.Forget(name); err != nil {
+				return fmt.Errorf("run state: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// catchUp plans every job's missed fires at now: the newest one inside the
+// catch-up window runs (in the background), the others are audited as
+// missed. Jobs in skip are left alone (they are being re-issued).
+func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]time.Time) error {
+	for _, j := range cfg.Jobs {
+		if _, ok := skip[j.Name]; ok {
+			continue
+		}
+		c := state.Plan(j.Spec, d.store.Job(j.Name), now, j.CatchupD)
+		if c.Empty() {
+			continue
+		}
+		for _, r := range c.MissedRecords(j.Name, now, executor.RunID) {
+			r.Action, r.Account = j.Action, j.Account
+			if err := d.audit.Append(r); err != nil {
+				return fmt.Errorf("audit missed fires of %s: %w", j.Name, err)
+			}
+		}
+		if !c.Run.IsZero() {
+			d.log.Warn().Str("job", j.Name).Time("scheduled", c.Run).Str("plan", c.String()).Msg("catching up a missed fire")
+			d.goFire(j.Name, c.Run)
+			continue
+		}
+		d.log.Warn().Str("job", j.Name).Str("plan", c.String()).Msg("missed fires not caught up")
+		if !c.Settle.IsZero() {
+			if err := d.store.Done(j.Name, c.Settle, executor.RunID(j.Name, c.Settle)); err != nil {
+				return fmt.Errorf("run state: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// goFire runs one fire outside the engine (catch-up, re-issue), tracked so
+// that Shutdown waits for it.
+func (d *Daemon) goFire(name string, scheduled time.Time) {
+	d.extra.Add(1)
+	go func() {
+		defer d.extra.Done()
+		d.fire(name, scheduled)
+	}()
+}
+
+// begin records the intent of a fire before any vendor call. It returns
+// false when the fire must not run: already done (also after the clock went
+// backwards), or the intent could not be made durable.
+func (d *Daemon) begin(j *executor.Job, scheduled time.Time) bool {
+	st := d.store.Job(j.Name)
+	if !state.ShouldRun(st, scheduled) {
+		d.log.Info().Str("job", j.Name).Time("scheduled", scheduled).Time("last_done", st.LastDone).
+			Msg("fire already done or in flight; not running it again")
+		return false
+	}
+	err := d.store.Begin(j.Name, state.Intent{
+		RunID:      executor.RunID(j.Name, scheduled),
+		Scheduled:  scheduled,
+		Action:     j.Action,
+		Account:    j.Account,
+		Targets:    j.Targets,
+		Idempotent: j.Idempotent,
+		Started:    d.now(),
+	})
+	if err != nil {
+		d.log.Error().Err(err).Str("job", j.Name).Time("scheduled", scheduled).
+			Msg("cannot record the fire's intent in the run state; skipping the fire rather than acting unrecorded")
+		return false
+	}
+	return true
+}
+
+// done records a fire's outcome in the run state, with the audit log's
+// tail, so that records deleted from the end of the log are noticed on the
+// next start.
+func (d *Daemon) done(name string, scheduled time.Time) {
+	if err := d.store.Done(name, scheduled, executor.RunID(name, scheduled)); err != nil {
+		d.log.Error().Err(err).Str("job", name).Time("scheduled", scheduled).
+			Msg("cannot record the fire's outcome in the run state; it may be re-evaluated after a restart")
+	}
+	d.saveAuditTail()
+}
+
+// saveAuditTail stores the audit log's last durable sequence number and
+// hash in the run state.
+func (d *Daemon) saveAuditTail() {
+	seq, hash := d.audit.Tail()
+	if seq == 0 {
+		return
+	}
+	if err := d.store.SetAuditTail(seq, hash); err != nil {
+		d.log.Error().Err(err).Msg("cannot record the audit log's tail in the run state")
+	}
+}
+
+// watchClock notices wall-clock jumps. After a forward jump the missed
+// fires are caught up; after either kind the engine's timers are rebuilt
+// from the new wall time. Fires already done never run again (begin).
+func (d *Daemon) watchClock(stop <-chan struct{}) {
+	det := state.NewJumpDetector(state.DefaultJumpThreshold)
+	det.Observe(time.Now())
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			j := det.Observe(time.Now())
+			if j.Kind == state.NoJump {
+				continue
+			}
+			_ = now
+			d.log.Warn().Str("kind", j.Kind.String()).Dur("skew", j.Skew).Time("from", j.From).Time("to", j.To).
+				Msg("wall clock jumped; rebuilding timers")
+			d.mu.Lock()
+			cfg := d.plan.cfg
+			d.reregisterLocked()
+			d.mu.Unlock()
+			if j.Kind == state.JumpForward {
+				if err := d.catchUp(cfg, d.now(), nil); err != nil {
+					d.log.Error().Err(err).Msg("catch-up after a clock jump failed")
+				}
+			}
+		}
+	}
+}
+
+// reregisterLocked re-adds every job to the engine so that its next fire
+// is computed from the current wall time. d.mu must be held.
+func (d *Daemon) reregisterLocked() {
+	for _, j := range d.plan.cfg.Jobs {
+		if e, ok := d.entries[j.Name]; ok {
+			d.runner.Remove(e.id)
+		}
+		if err := d.register(j); err != nil {
+			d.log.Error().Err(err).Str("job", j.Name).Msg("could not re-register job")
+		}
+	}
+}
