@@ -86,6 +86,7 @@ func buildAccount(acc *schedule.Account, res secret.Resolver, log zerolog.Logger
 		name: acc.Name, vendor: acc.Vendor, http: newHTTPClient(conc, lim), limiter: lim,
 		actions: map[string]executor.Action{}, verifiers: map[string]*executor.Verifier{},
 	}
+	var secrets []string // every secret of the account, scrubbed from what its calls return
 	get := func(r *secret.Ref, field string) (secret.Value, error) {
 		if r == nil {
 			return secret.Value{}, nil
@@ -94,6 +95,7 @@ func buildAccount(acc *schedule.Account, res secret.Resolver, log zerolog.Logger
 		if err != nil {
 			return secret.Value{}, fmt.Errorf("account %s: %s: %w", acc.Name, field, err)
 		}
+		secrets = append(secrets, v.Reveal())
 		return v, nil
 	}
 	var err error
@@ -168,7 +170,40 @@ func buildAccount(acc *schedule.Account, res secret.Resolver, log zerolog.Logger
 	default:
 		return nil, fmt.Errorf("account %s: unknown vendor %q", acc.Name, acc.Vendor)
 	}
+	a.scrub(secrets)
 	return a, nil
+}
+
+// scrub wraps every action and status read of the account so that no
+// error it returns (and so no log line or audit record) can carry one of
+// the account's secrets, even when a vendor echoes the request back.
+func (a *account) scrub(secrets []string) {
+	if len(secrets) == 0 && a.vendor != "sandbox" {
+		return
+	}
+	for name, do := range a.actions {
+		a.actions[name] = func(ctx context.Context, target string) (vendors.Result, error) {
+			r, err := do(ctx, target)
+			return r, vendors.Scrub(err, secrets...)
+		}
+	}
+	for _, v := range a.verifiers {
+		if v == nil {
+			continue
+		}
+		if st := v.Status; st != nil {
+			v.Status = func(ctx context.Context, target string) (string, error) {
+				s, err := st(ctx, target)
+				return s, vendors.Scrub(err, secrets...)
+			}
+		}
+		if before := v.Before; before != nil {
+			v.Before = func(ctx context.Context, target string) (executor.Judge, error) {
+				j, err := before(ctx, target)
+				return j, vendors.Scrub(err, secrets...)
+			}
+		}
+	}
 }
 
 func (a *account) addNCP(cfg ncp.Config) error {
