@@ -58,6 +58,12 @@ func Trigger(ctx context.Context, o TriggerOptions) (executor.Outcome, error) {
 	if o.Out != nil {
 		for _, t := range out.Targets {
 			line := fmt.Sprintf("%-8s %s %s attempts=%d", t.Outcome, o.Job, t.Target, t.Attempts)
+			if t.Verify != "" {
+				line += " verify=" + t.Verify
+			}
+			if t.State != "" {
+				line += " state=" + t.State
+			}
 			if t.Err != nil {
 				line += ": " + t.Err.Error()
 			}
