@@ -130,6 +130,8 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	if err != nil || level == "" {
 		return zerolog.Nop(), fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
+	// Millisecond timestamps: fire lag is a number users check.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	out := w
 	if f, ok := w.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
 		out = zerolog.ConsoleWriter{Out: f, TimeFormat: "15:04:05.000"}
