@@ -249,7 +249,7 @@ func Start(opts Options) (*Daemon, error) {
 		return fail(err)
 	}
 	for name, scheduled := range reissue {
-		d.goFire(name, scheduled)
+		d.goFire(name, scheduled, true)
 	}
 	if err := d.catchUp(cfg, now, reissue); err != nil {
 		return fail(err)
@@ -297,7 +297,11 @@ func (d *Daemon) fingerprint(j *schedule.Job) string {
 
 // fire runs one scheduled fire of a job under the plan current at that
 // moment. It is called by the engine in its own goroutine.
-func (d *Daemon) fire(name string, scheduled time.Time) {
+func (d *Daemon) fire(name string, scheduled time.Time) { d.runFire(name, scheduled, false) }
+
+// runFire is fire; reissue says it re-issues the intent a crash left in
+// flight for this fire, which would otherwise make begin refuse it.
+func (d *Daemon) runFire(name string, scheduled time.Time, reissue bool) {
 	d.mu.Lock()
 	p := d.plan
 	d.mu.Unlock()
@@ -309,7 +313,7 @@ func (d *Daemon) fire(name string, scheduled time.Time) {
 	next := cj.Spec.Next(scheduled)
 	lag := d.now().Sub(scheduled)
 	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag", lag).Msg("fire")
-	if !d.begin(j, scheduled) {
+	if !d.begin(j, scheduled, reissue) {
 		return
 	}
 	out := d.exec.Fire(d.ctx, j, scheduled, next)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cloudcron/scheduler/internal/audit"
@@ -102,7 +103,7 @@ func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]ti
 		}
 		if !c.Run.IsZero() {
 			d.log.Warn().Str("job", j.Name).Time("scheduled", c.Run).Str("plan", c.String()).Msg("catching up a missed fire")
-			d.goFire(j.Name, c.Run)
+			d.goFire(j.Name, c.Run, false)
 			continue
 		}
 		d.log.Warn().Str("job", j.Name).Str("plan", c.String()).Msg("missed fires not caught up")
@@ -116,27 +117,33 @@ func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]ti
 }
 
 // goFire runs one fire outside the engine (catch-up, re-issue), tracked so
-// that Shutdown waits for it.
-func (d *Daemon) goFire(name string, scheduled time.Time) {
+// that Shutdown waits for it. reissue: see runFire.
+func (d *Daemon) goFire(name string, scheduled time.Time, reissue bool) {
 	d.extra.Add(1)
 	go func() {
 		defer d.extra.Done()
-		d.fire(name, scheduled)
+		d.runFire(name, scheduled, reissue)
 	}()
 }
 
 // begin records the intent of a fire before any vendor call. It returns
 // false when the fire must not run: already done (also after the clock went
-// backwards), or the intent could not be made durable.
-func (d *Daemon) begin(j *executor.Job, scheduled time.Time) bool {
+// backwards), already in flight, or the intent could not be made durable.
+// A re-issue (reissue) runs despite its own intent, left in flight by a
+// crash; Store.Begin replaces that intent.
+func (d *Daemon) begin(j *executor.Job, scheduled time.Time, reissue bool) bool {
 	st := d.store.Job(j.Name)
+	runID := executor.RunID(j.Name, scheduled)
+	if reissue {
+		st.InFlight = slices.DeleteFunc(st.InFlight, func(in state.Intent) bool { return in.RunID == runID })
+	}
 	if !state.ShouldRun(st, scheduled) {
 		d.log.Info().Str("job", j.Name).Time("scheduled", scheduled).Time("last_done", st.LastDone).
 			Msg("fire already done or in flight; not running it again")
 		return false
 	}
 	err := d.store.Begin(j.Name, state.Intent{
-		RunID:      executor.RunID(j.Name, scheduled),
+		RunID:      runID,
 		Scheduled:  scheduled,
 		Action:     j.Action,
 		Account:    j.Account,
