@@ -525,3 +525,71 @@ func TestStartSettlesPendingIntents(t *testing.T) {
 		})
 	}
 }
+
+// TestClockJumps drives what watchClock does after a jump, with a fake
+// now: a forward jump catches up (d.catchUp at the new wall time), and a
+// backward jump makes the engine present fires again that are already
+// done, which never run twice (d.fire refuses them).
+func TestClockJumps(t *testing.T) {
+	at := cuJan15
+	e := newCUEnv(t)
+	e.write(t, "", cuJob{name: "j", schedule: "0 * 15 1 *", action: "modelarts.notebook.start",
+		catchup: "1h", targets: []string{"nb-1"}})
+	e.seedDone(t, "j", at(0, 0), at(10, 0))
+	d := e.startAt(t, at(10, 20))
+	if n := len(cuRecords(t, e.audit, "", "j")); n != 0 {
+		t.Fatalf("%d records at start; want none, nothing was missed", n)
+	}
+	starts := func() int { return actionRequests(d.cloud().Requests(), "modelarts.notebook.start") }
+	catchUp := func(now time.Time) {
+		t.Helper()
+		d.mu.Lock()
+		cfg := d.plan.cfg
+		d.mu.Unlock()
+		if err := d.catchUp(cfg, now, nil); err != nil {
+			t.Fatal(err)
+		}
+		d.extra.Wait()
+	}
+
+	// Forward: the wall clock jumps from 10:20 to 13:30.
+	catchUp(at(13, 30))
+	runs := cuRecords(t, e.audit, audit.EventRun, "j")
+	missed := cuRecords(t, e.audit, audit.EventMissed, "j")
+	if !sameInstants(scheduledOf(runs), []time.Time{at(13, 0)}) || starts() != 1 {
+		t.Fatalf("after a forward jump: runs %v, %d start requests; want 13:00 once", scheduledOf(runs), starts())
+	}
+	if !sameInstants(scheduledOf(missed), []time.Time{at(11, 0), at(12, 0)}) {
+		t.Fatalf("after a forward jump: missed %v; want 11:00 and 12:00", scheduledOf(missed))
+	}
+	// A second detection at the same instant finds nothing left.
+	catchUp(at(13, 30))
+	if n := len(cuRecords(t, e.audit, "", "j")); n != len(runs)+len(missed)+1 {
+		t.Fatalf("a repeated catch-up wrote records: %d in all", n)
+	}
+
+	// Backward: the clock is set back to 10:30 and the engine presents
+	// 11:00, 12:00 and 13:00 again; none of them runs.
+	before := len(cuRecords(t, e.audit, "", ""))
+	for _, s := range []time.Time{at(11, 0), at(12, 0), at(13, 0)} {
+		d.fire("j", s)
+	}
+	if after := cuRecords(t, e.audit, "", ""); len(after) != before || starts() != 1 {
+		t.Fatalf("after a backward jump %d new records %+v and %d start requests; want none and 1", len(after)-before, after[before:], starts())
+	}
+	// The first fire after the newest done one does run (the emulated
+	// notebook is still STARTING from 13:00, so its attempts are retried).
+	d.fire("j", at(14, 0))
+	if runs := cuRecords(t, e.audit, audit.EventRun, "j"); !sameInstants(scheduledOf(runs), []time.Time{at(13, 0), at(14, 0)}) || starts() < 2 {
+		t.Fatalf("runs %v, %d start requests; want 13:00 and 14:00", scheduledOf(runs), starts())
+	}
+	d.stop()
+	s, err := state.Open(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Job("j").LastDone; !got.Equal(at(14, 0)) {
+		t.Fatalf("LastDone = %v; want 14:00", got)
+	}
+}
