@@ -290,9 +290,11 @@ func (d *Daemon) register(j *schedule.Job) error {
 }
 
 // fingerprint covers what makes a job behave differently: the job itself
-// and the account it calls through.
+// and the account it calls through (schedule.Job.Fingerprint hashes both,
+// by value; printing the account would print its pointer fields, such as
+// rate_limit, as addresses that differ on every load).
 func (d *Daemon) fingerprint(j *schedule.Job) string {
-	return j.Fingerprint() + "|" + fmt.Sprintf("%+v", *d.plan.cfg.Accounts[j.Account])
+	return j.Fingerprint()
 }
 
 // fire runs one scheduled fire of a job under the plan current at that
