@@ -458,9 +458,16 @@ func (e *Executor) runTarget(ctx context.Context, f *fire, target string) Target
 			}
 		case ctx.Err() != nil:
 			rec.Outcome = audit.OutcomeFailure
-			to.Err = fmt.Errorf("fire stopped: %w", err)
+			why := "fire stopped"
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				to.Err = fmt.Errorf("stopped at the next fire: %w", err)
+				why = "stopped at the next fire"
+			}
+			to.Err = fmt.Errorf("%s: %w", why, err)
+			if !j.Idempotent && ambiguous(err, timedOut) {
+				// The request may have reached the vendor: a restart or
+				// kill cut off mid-call did not necessarily not happen.
+				rec.Outcome = audit.OutcomeUnknown
+				rec.Detail = why + " while the request may have reached the vendor; not re-issued: check the target"
 			}
 		case !j.Idempotent && ambiguous(err, timedOut):
 			took, detail := e.check(ctx, f, check, checkJudge, target)

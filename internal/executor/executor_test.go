@@ -714,3 +714,27 @@ func TestDeadlineDuringAttempt(t *testing.T) {
 		}
 	})
 }
+
+// A restart cut off by the next fire while its request was on the wire may
+// have happened: it is audited unknown, not failure, and not re-issued.
+func TestDeadlineDuringNonIdempotentAttemptIsUnknown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		var calls atomic.Int32
+		j := testJob(func(ctx context.Context, target string) (vendors.Result, error) {
+			calls.Add(1)
+			<-ctx.Done() // the request went out; no answer before the deadline
+			return vendors.Result{}, vendors.TransportError("test: restart t1", ctx.Err())
+		}, "t1")
+		j.Action, j.Idempotent, j.Timeout = "cdss.cmak.restart", false, 0
+		out := h.exec.Fire(t.Context(), j, sched, time.Now().Add(3*time.Second))
+		to := out.Targets[0]
+		if to.Outcome != audit.OutcomeUnknown || calls.Load() != 1 {
+			t.Fatalf("target = %s after %d calls; want unknown after exactly 1", to.Outcome, calls.Load())
+		}
+		recs := h.aud.records(audit.EventAttempt, "t1")
+		if got := outcomes(recs); got != "unknown" || !strings.Contains(recs[0].Detail, "may have reached the vendor") {
+			t.Errorf("attempt outcomes = %s, detail %q; want unknown saying the request may have reached the vendor", got, recs[0].Detail)
+		}
+	})
+}
