@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,6 +39,25 @@ func cuJan15(h, m int) time.Time {
 // cuEnv is a config directory with an audit log and a state directory.
 type cuEnv struct {
 	dir, config, audit, state string
+	logs                      lockedBuffer // the daemons' log lines
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newCUEnv(t *testing.T) *cuEnv {
@@ -47,10 +67,11 @@ func newCUEnv(t *testing.T) *cuEnv {
 		audit: filepath.Join(dir, "audit.jsonl"), state: filepath.Join(dir, "state")}
 }
 
-// cuJob is one jobs entry on account sb.
+// cuJob is one jobs entry, on account sb unless account is set.
 type cuJob struct {
 	name, schedule, tz, action, catchup string
 	targets                             []string
+	account                             string
 }
 
 func (j cuJob) yaml() string {
@@ -58,16 +79,20 @@ func (j cuJob) yaml() string {
 	if tz == "" {
 		tz = "UTC"
 	}
-	s := fmt.Sprintf("  - {name: %s, schedule: %q, timezone: %s, account: sb, action: %s, targets: [%s]",
-		j.name, j.schedule, tz, j.action, strings.Join(j.targets, ", "))
+	acct := j.account
+	if acct == "" {
+		acct = "sb"
+	}
+	s := fmt.Sprintf("  - {name: %s, schedule: %q, timezone: %s, account: %s, action: %s, targets: [%s]",
+		j.name, j.schedule, tz, acct, j.action, strings.Join(j.targets, ", "))
 	if j.catchup != "" {
 		s += ", catchup: " + j.catchup
 	}
 	return s + "}\n"
 }
 
-// write writes the config: one sandbox account sb (with the given extra
-// account lines, e.g. faults) and jobs.
+// write writes the config: a sandbox account sb, followed by sbExtra (more
+// lines of sb, e.g. faults, and further accounts), and jobs.
 func (e *cuEnv) write(t *testing.T, sbExtra string, jobs ...cuJob) {
 	t.Helper()
 	var b strings.Builder
@@ -124,7 +149,7 @@ type cuDaemon struct {
 // startAt starts the daemon on e's config with the clock fixed at now.
 func (e *cuEnv) startAt(t *testing.T, now time.Time) *cuDaemon {
 	t.Helper()
-	d, err := Start(Options{ConfigPath: e.config, Log: zerolog.Nop(), Grace: 2 * time.Second,
+	d, err := Start(Options{ConfigPath: e.config, Log: zerolog.New(&e.logs), Grace: 2 * time.Second,
 		Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -492,6 +517,18 @@ func TestStartSettlesPendingIntents(t *testing.T) {
 				for _, a := range attempts {
 					if a.RunID == runID {
 						t.Errorf("attempt %+v of the settled intent; want it not re-issued", a)
+					}
+				}
+				if tc.recover == audit.OutcomeUnknown {
+					// Someone has to check the targets: say so loudly.
+					var line string
+					for _, l := range strings.Split(e.logs.String(), "\n") {
+						if strings.Contains(l, runID) && strings.Contains(l, "NOT re-issued") {
+							line = l
+						}
+					}
+					if !strings.Contains(line, `"level":"error"`) || !strings.Contains(line, "check the targets") {
+						t.Errorf("no error log line about %s not being re-issued; logs:\n%s", runID, e.logs.String())
 					}
 				}
 				want := 0
