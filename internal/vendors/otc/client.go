@@ -161,6 +161,32 @@ func (c *Client) StopNotebook(ctx context.Context, id string) (vendors.Result, e
 	return c.action(ctx, opStop, id)
 }
 
+// settleConflict reads the notebook's status after a state-conflict answer
+// (vendors.md §4.6: ModelArts.6327 "instance not running", 6357 "another
+// operation in progress, or already in the target state"): a notebook
+// already in the wanted state is a success with Result.Already; otherwise
+// the original error stands (6357 stays transient, 6327 permanent), with
+// the state seen added to its message.
+func (c *Client) settleConflict(ctx context.Context, kind opKind, id string, err error) (vendors.Result, error) {
+	var ve *vendors.Error
+	if !errors.As(err, &ve) || (ve.VendorCode != "ModelArts.6327" && ve.VendorCode != "ModelArts.6357") {
+		return vendors.Result{}, err
+	}
+	want := map[opKind]string{opStart: "RUNNING", opStop: "STOPPED"}[kind]
+	state, serr := c.NotebookStatus(ctx, id)
+	if serr != nil {
+		return vendors.Result{}, err
+	}
+	if state == want {
+		return vendors.Result{
+			HTTPStatus: ve.HTTPStatus, VendorCode: ve.VendorCode, RequestID: ve.RequestID,
+			Message: ve.Message, Already: true, State: state,
+		}, nil
+	}
+	ve.Message = strings.TrimSpace(ve.Message + " (notebook is " + state + ")")
+	return vendors.Result{}, err
+}
+
 // NotebookStatus reads the status of notebook id: GET
 // /v1/{project_id}/demanager/instances/{id}, or /v1/{project_id}/notebooks/{id}
 // with api notebooks. Values are the vendor's (RUNNING, STOPPED, STARTING…).
@@ -205,7 +231,7 @@ func (c *Client) action(ctx context.Context, kind opKind, id string) (vendors.Re
 	}
 	rep, err := c.do(ctx, req)
 	if err != nil {
-		return vendors.Result{}, err
+		return c.settleConflict(ctx, kind, id, err)
 	}
 	res := vendors.Result{
 		HTTPStatus: rep.status,

@@ -823,3 +823,46 @@ func TestIAMWaiterSurvivesCancelledFetcher(t *testing.T) {
 		t.Errorf("token fetches = %d; want 2", n)
 	}
 }
+
+// A state-conflict answer (6327 "instance not running", 6357 "operation in
+// progress or already in target state") is settled by one status read.
+func TestStateConflictReadsStatus(t *testing.T) {
+	conflict := func(code string) string {
+		return `{"error_code":"` + code + `","error_msg":"state conflict"}`
+	}
+	tests := []struct {
+		name, code, state string
+		call              callKind
+		wantAlready       bool
+		wantTransient     bool
+	}{
+		{"stop not running, stopped", "ModelArts.6327", "STOPPED", callStop, true, false},
+		{"stop not running, start failed", "ModelArts.6327", "START_FAILED", callStop, false, false},
+		{"start in progress, running", "ModelArts.6357", "RUNNING", callStart, true, false},
+		{"start in progress, starting", "ModelArts.6357", "STARTING", callStart, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeCloud(t, func(w http.ResponseWriter, r *http.Request, n int) {
+				if r.Method == http.MethodGet {
+					respondWith(200, nil, `{"id":"`+testID+`","status":"`+tc.state+`"}`)(w, r, n)
+					return
+				}
+				respondWith(400, nil, conflict(tc.code))(w, r, n)
+			})
+			res, err := tc.call.do(context.Background(), f.client(t, AuthAKSK, APIDEManager), testID)
+			if got := len(f.requests()); got != 2 {
+				t.Fatalf("%d requests; want the action and one status read", got)
+			}
+			if tc.wantAlready {
+				if err != nil || !res.Already || res.State != tc.state {
+					t.Fatalf("= %+v, %v; want success, already, state %s", res, err, tc.state)
+				}
+				return
+			}
+			if err == nil || vendors.IsTransient(err) != tc.wantTransient || !strings.Contains(err.Error(), tc.state) {
+				t.Fatalf("err = %v (transient %v); want an error naming %s, transient %v", err, vendors.IsTransient(err), tc.state, tc.wantTransient)
+			}
+		})
+	}
+}
