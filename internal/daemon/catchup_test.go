@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -171,7 +172,14 @@ func (d *cuDaemon) cloud() *emulator.Cloud {
 func (d *cuDaemon) stop() {
 	d.once.Do(func() {
 		d.extra.Wait()
-		d.requests = d.cloud().Requests()
+		c := d.cloud()
+		d.requests = c.Requests()
+		// Work around a data race in the emulator (Start's serve
+		// goroutine reads Cloud.srv unlocked, Close clears it): one
+		// request answered orders that read before the Close.
+		if resp, err := http.Get(c.URL() + "/"); err == nil {
+			_ = resp.Body.Close()
+		}
 		if err := d.Shutdown(); err != nil {
 			d.t.Errorf("Shutdown: %v", err)
 		}
