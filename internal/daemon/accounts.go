@@ -323,6 +323,11 @@ type plan struct {
 	cfg      *schedule.Config
 	accounts map[string]*account
 	jobs     map[string]*executor.Job
+
+	// Guarded by Daemon.mu: fires running under this plan, and whether a
+	// reload replaced it (then the last fire to end closes it).
+	inflight int
+	retired  bool
 }
 
 // buildPlan does every fallible step of turning a config into runnable

@@ -10,8 +10,11 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -53,16 +56,21 @@ type Options struct {
 
 // Status is a one-line view of the running daemon.
 type Status struct {
-	Jobs     int
-	NextJob  string
-	NextFire time.Time
+	Jobs        int
+	NextJob     string
+	NextFire    time.Time
+	LastFailure string // the newest fire that failed on a target, if any
 }
 
 func (s Status) String() string {
-	if s.NextFire.IsZero() {
-		return fmt.Sprintf("%d jobs; no upcoming fire", s.Jobs)
+	line := fmt.Sprintf("%d jobs; no upcoming fire", s.Jobs)
+	if !s.NextFire.IsZero() {
+		line = fmt.Sprintf("%d jobs; next %s at %s", s.Jobs, s.NextJob, s.NextFire.Format(time.RFC3339))
 	}
-	return fmt.Sprintf("%d jobs; next %s at %s", s.Jobs, s.NextJob, s.NextFire.Format(time.RFC3339))
+	if s.LastFailure != "" {
+		line += "; last failure " + s.LastFailure
+	}
+	return line
 }
 
 // Daemon is a running scheduler.
@@ -78,14 +86,19 @@ type Daemon struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	store     *state.Store   // run state: intents, last done fires, audit tail
-	extra     sync.WaitGroup // fires started outside the engine (catch-up, re-issue)
+	store     *state.Store // run state: intents, last done fires, audit tail
 	stopClock chan struct{}
+	clockDone chan struct{}
 
-	mu      sync.Mutex
-	plan    *plan
-	entries map[string]entry // by job name
-	old     []*plan          // replaced plans, closed at shutdown (their runs may still be in flight)
+	mu       sync.Mutex
+	plan     *plan
+	entries  map[string]entry // by job name
+	running  int              // fires between their first line and their end
+	closing  bool             // Shutdown started: no new fires
+	idle     chan struct{}    // closed when closing and running drops to 0
+	lastSeen string           // hash of the config content last loaded or rejected
+	lastFail string           // Status.LastFailure
+	beginMu  sync.Mutex       // makes begin's check and record one step
 
 	// The engine fires a hidden heartbeat job every heartbeatEvery; Health
 	// reports whether the last beat is recent.
@@ -215,11 +228,12 @@ func Start(opts Options) (*Daemon, error) {
 	if msg := al.Recovered(); msg != "" {
 		log.Warn().Str("audit", cfg.Audit.Path).Msg(msg)
 	}
-	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, plan: p, entries: map[string]entry{}, stopClock: make(chan struct{})}
+	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, plan: p, entries: map[string]entry{},
+		stopClock: make(chan struct{}), clockDone: make(chan struct{}), lastSeen: cfg.Hash()}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	fail := func(err error) (*Daemon, error) {
 		d.cancel()
-		d.extra.Wait()
+		d.waitIdle(nil)
 		p.close()
 		_ = al.Close()
 		_ = store.Close()
@@ -232,12 +246,16 @@ func Start(opts Options) (*Daemon, error) {
 		Concurrency: d.concurrency,
 	})
 	d.runner = engine.NewRunner(opts.Log)
-	now := opts.Now()
-	reissue, err := d.recoverPending(cfg, now)
+	// Settling what a crash left may take a while (audit and state writes);
+	// it happens before the engine starts. The engine then covers every fire
+	// after its start, and catch-up, planned right after, every fire up to
+	// that moment: no fire falls between the two (begin runs a fire both
+	// see only once).
+	reissue, err := d.recoverPending(cfg, opts.Now())
 	if err != nil {
 		return fail(err)
 	}
-	if err := d.syncJobs(cfg, now); err != nil {
+	if err := d.syncJobs(cfg, opts.Now()); err != nil {
 		return fail(err)
 	}
 	for _, j := range cfg.Jobs {
@@ -248,15 +266,21 @@ func Start(opts Options) (*Daemon, error) {
 	if _, err := d.runner.Add(heartbeatJob, every(heartbeatEvery), d.beat); err != nil {
 		return fail(err)
 	}
-	for name, scheduled := range reissue {
-		d.goFire(name, scheduled, true)
-	}
-	if err := d.catchUp(cfg, now, reissue); err != nil {
-		return fail(err)
-	}
-	go d.watchClock(d.stopClock)
 	d.hbLast = time.Now()
 	d.runner.Start()
+	reissued := map[string]time.Time{}
+	for _, r := range reissue {
+		d.goFire(r.job, r.scheduled, r.targets)
+		reissued[r.job] = r.scheduled
+	}
+	if err := d.catchUp(cfg, opts.Now(), reissued); err != nil {
+		d.runner.Stop()
+		return fail(err)
+	}
+	go func() {
+		defer close(d.clockDone)
+		d.watchClock(d.stopClock)
+	}()
 	st := d.Status()
 	log.Info().Str("config", opts.ConfigPath).Int("jobs", len(cfg.Jobs)).Str("audit", cfg.Audit.Path).
 		Str("next", st.String()).Msg("scheduler started")
@@ -299,29 +323,65 @@ func (d *Daemon) fingerprint(j *schedule.Job) string {
 
 // fire runs one scheduled fire of a job under the plan current at that
 // moment. It is called by the engine in its own goroutine.
-func (d *Daemon) fire(name string, scheduled time.Time) { d.runFire(name, scheduled, false) }
+func (d *Daemon) fire(name string, scheduled time.Time) {
+	p, ok := d.enter()
+	if !ok {
+		return
+	}
+	defer d.leave(p)
+	d.runFire(p, name, scheduled, nil)
+}
 
-// runFire is fire; reissue says it re-issues the intent a crash left in
-// flight for this fire, which would otherwise make begin refuse it.
-func (d *Daemon) runFire(name string, scheduled time.Time, reissue bool) {
+// enter counts a fire as running under the current plan, so that Shutdown
+// waits for it and a reload does not close its clients under it. It fails
+// once Shutdown has begun.
+func (d *Daemon) enter() (*plan, bool) {
 	d.mu.Lock()
-	p := d.plan
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	if d.closing {
+		return nil, false
+	}
+	d.running++
+	d.plan.inflight++
+	return d.plan, true
+}
+
+// runFire runs one fire of job name under plan p. A non-nil reissue
+// re-issues the intent a crash left in flight for this fire (which would
+// otherwise make begin refuse it) on those targets.
+func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []string) {
 	j := p.jobs[name]
 	cj := p.cfg.Job(name)
 	if j == nil || cj == nil {
 		return // removed by a reload after the engine picked it
 	}
+	if reissue != nil {
+		jj := *j
+		jj.Targets = reissue
+		j = &jj
+	}
+	now := d.now()
+	// Retries stop at the job's next fire; a late fire (catch-up, a slow
+	// start) still gets until the next fire after now.
 	next := cj.Spec.Next(scheduled)
-	lag := d.now().Sub(scheduled)
-	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag", lag).Msg("fire")
-	if !d.begin(j, scheduled, reissue) {
+	if n := cj.Spec.Next(now); n.After(next) {
+		next = n
+	}
+	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag", now.Sub(scheduled)).Msg("fire")
+	if !d.begin(j, scheduled, reissue != nil) {
 		return
 	}
 	out := d.exec.Fire(d.ctx, j, scheduled, next)
-	if d.ctx.Err() == nil {
-		// An outcome was recorded for every target. A fire cut short by
-		// shutdown keeps its intent, so the next start re-evaluates it.
+	switch {
+	case d.ctx.Err() != nil:
+		// Cut short by shutdown: the intent stays, so the next start
+		// re-evaluates the fire.
+	case auditFailed(out):
+		// A vendor may have acted without its outcome in the audit log:
+		// keep the intent so the next start re-evaluates it.
+		d.log.Error().Str("job", name).Time("scheduled", scheduled).
+			Msg("audit log failed during the fire; its intent stays in the run state for the next start")
+	default:
 		d.done(name, scheduled)
 	}
 	if out.Skipped {
@@ -332,21 +392,59 @@ func (d *Daemon) runFire(name string, scheduled time.Time, reissue bool) {
 		for i, f := range failed {
 			ids[i] = f.Target + " (" + f.Outcome + ")"
 		}
+		d.noteFailure(fmt.Sprintf("%s at %s: %s", name, d.now().Format(time.RFC3339), strings.Join(ids, ", ")))
 		d.log.Error().Str("job", name).Str("run_id", out.RunID).Strs("failed", ids).Msg("fire finished with failures")
 		return
 	}
 	d.log.Info().Str("job", name).Str("run_id", out.RunID).Int("targets", len(out.Targets)).Msg("fire succeeded on every target")
 }
 
+func (d *Daemon) noteFailure(s string) {
+	d.mu.Lock()
+	d.lastFail = s
+	d.mu.Unlock()
+}
+
+// leave ends a fire started by runFire: it releases the plan the fire ran
+// under (closing it if a reload retired it and this was its last fire) and
+// wakes Shutdown when the last fire ends.
+func (d *Daemon) leave(p *plan) {
+	d.mu.Lock()
+	d.running--
+	p.inflight--
+	closePlan := p.retired && p.inflight == 0
+	if d.closing && d.running == 0 && d.idle != nil {
+		close(d.idle)
+		d.idle = nil
+	}
+	d.mu.Unlock()
+	if closePlan {
+		p.close()
+	}
+}
+
+func auditFailed(out executor.Outcome) bool {
+	for _, t := range out.Targets {
+		if errors.Is(t.Err, executor.ErrAudit) {
+			return true
+		}
+	}
+	return false
+}
+
 // Reload re-reads the config. On any error the running schedule stays as
 // it is; the error is logged with its positions and audited. Unless force
 // is set (SIGHUP), a file whose content has not changed is not reloaded.
 func (d *Daemon) Reload(force bool) {
-	cfg, err := Load(d.opts.ConfigPath, d.opts.Resolver, d.now())
-	if err == nil && !force && cfg.Hash() == d.plan.cfg.Hash() {
-		d.log.Debug().Msg("config file touched but unchanged; not reloading")
-		return
+	if data, rerr := os.ReadFile(d.opts.ConfigPath); rerr == nil && !force {
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) == d.lastSeen {
+			d.log.Debug().Msg("config file touched but unchanged since the last reload; not reloading")
+			return
+		}
+		d.lastSeen = hex.EncodeToString(sum[:])
 	}
+	cfg, err := Load(d.opts.ConfigPath, d.opts.Resolver, d.now())
 	phase := "ready"
 	if d.opts.OnReload != nil {
 		d.opts.OnReload("reloading", d.Status())
@@ -354,6 +452,9 @@ func (d *Daemon) Reload(force bool) {
 	}
 	if err == nil && cfg.Audit.Path != d.plan.cfg.Audit.Path {
 		err = fmt.Errorf("audit.path changed from %s to %s: restart the daemon to move the audit log", d.plan.cfg.Audit.Path, cfg.Audit.Path)
+	}
+	if err == nil && cfg.State.Dir != d.plan.cfg.State.Dir {
+		err = fmt.Errorf("state.dir changed from %s to %s: restart the daemon to move the run state", d.plan.cfg.State.Dir, cfg.State.Dir)
 	}
 	var p *plan
 	if err == nil {
@@ -393,11 +494,16 @@ func (d *Daemon) Reload(force bool) {
 			d.log.Error().Err(err).Str("job", j.Name).Msg("reload: could not register job")
 		}
 	}
-	d.old = append(d.old, oldPlan)
+	// The replaced plan's clients close when its last in-flight fire ends.
+	oldPlan.retired = true
+	closeOld := oldPlan.inflight == 0
 	if err := d.syncJobs(cfg, d.now()); err != nil {
 		d.log.Error().Err(err).Msg("reload: run state not updated")
 	}
 	d.mu.Unlock()
+	if closeOld {
+		oldPlan.close()
+	}
 	sort.Strings(added)
 	sort.Strings(removed)
 	sort.Strings(changed)
@@ -418,11 +524,33 @@ func (d *Daemon) appendReload(outcome, detail string) {
 	}
 }
 
+// waitIdle stops new fires and waits until every fire has ended or timeout
+// fires (nil: no timeout). It reports whether every fire ended.
+func (d *Daemon) waitIdle(timeout <-chan time.Time) bool {
+	d.mu.Lock()
+	d.closing = true
+	if d.running == 0 {
+		d.mu.Unlock()
+		return true
+	}
+	if d.idle == nil {
+		d.idle = make(chan struct{})
+	}
+	idle := d.idle
+	d.mu.Unlock()
+	select {
+	case <-idle:
+		return true
+	case <-timeout:
+		return false
+	}
+}
+
 // Status summarises the running schedule.
 func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := Status{Jobs: len(d.entries)}
+	st := Status{Jobs: len(d.entries), LastFailure: d.lastFail}
 	for name, e := range d.entries {
 		t := d.runner.NextFire(e.id)
 		if t.IsZero() {
@@ -440,36 +568,27 @@ func (d *Daemon) Status() Status {
 func (d *Daemon) Shutdown() error {
 	d.log.Info().Dur("grace", d.opts.Grace).Msg("shutting down: no new fires; waiting for in-flight calls")
 	close(d.stopClock)
+	<-d.clockDone // no catch-up starts after this
 	stopped := d.runner.Stop()
-	ctx, cancel := context.WithTimeout(context.Background(), d.opts.Grace)
-	defer cancel()
-	err := d.exec.Wait(ctx)
-	if err != nil {
+	timer := time.NewTimer(d.opts.Grace)
+	defer timer.Stop()
+	var err error
+	if !d.waitIdle(timer.C) {
 		d.log.Error().Strs("abandoned", d.exec.Running()).Msg("grace period over; abandoning in-flight calls")
-		d.cancel() // in-flight attempts end now and audit their failure
-		wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = d.exec.Wait(wctx)
-		wcancel()
-		err = fmt.Errorf("shutdown: abandoned in-flight calls after %s grace period", d.opts.Grace)
-	}
-	// Let engine callbacks and catch-up fires finish their bookkeeping.
-	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer bcancel()
-	extra := make(chan struct{})
-	go func() { d.extra.Wait(); close(extra) }()
-	for _, c := range []<-chan struct{}{stopped.Done(), extra} {
-		select {
-		case <-c:
-		case <-bctx.Done():
+		d.cancel() // in-flight attempts end now and audit how they ended
+		if !d.waitIdle(time.After(5 * time.Second)) {
+			d.log.Error().Strs("abandoned", d.exec.Running()).Msg("in-flight calls did not end after cancellation")
 		}
+		err = fmt.Errorf("shutdown: abandoned in-flight calls after the %s grace period", d.opts.Grace)
+	}
+	select {
+	case <-stopped.Done():
+	case <-time.After(5 * time.Second):
 	}
 	d.cancel()
 	d.saveAuditTail()
 	d.mu.Lock()
 	d.plan.close()
-	for _, p := range d.old {
-		p.close()
-	}
 	d.mu.Unlock()
 	if cerr := d.audit.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close audit log: %w", cerr))

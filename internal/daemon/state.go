@@ -1,7 +1,9 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"time"
 
@@ -16,23 +18,63 @@ import (
 // date change).
 const clockTick = time.Second
 
+// reissueFire is an interrupted start or stop to run again, on the targets
+// that have no outcome yet.
+type reissueFire struct {
+	job       string
+	scheduled time.Time
+	targets   []string
+}
+
 // recoverPending settles the intents a crash left without outcome, before
-// anything else fires. A start or stop is re-issued when it is still
-// current: no newer fire of the job is due and it is inside the job's
-// catch-up window; otherwise it is audited as missed. A restart or kill is
-// never re-issued blindly: it is audited as unknown. It returns the fires
-// to re-issue, by job.
-func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) (map[string]time.Time, error) {
-	reissue := map[string]time.Time{}
-	for _, p := range d.store.Pending() {
+// anything else fires. Targets whose outcome reached the audit log before
+// the crash (the crash hit between the last record and the run state's
+// update) are settled as they are. For the others: a start or stop is
+// re-issued when it is still current (the job's newest interrupted fire, no
+// newer fire of the job due, inside the catch-up window), otherwise audited
+// missed; a restart or kill is never re-issued blindly: it is audited
+// unknown.
+func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) ([]reissueFire, error) {
+	pending := d.store.Pending()
+	if len(pending) == 0 {
+		return nil, nil
+	}
+	runIDs := map[string]bool{}
+	newest := map[string]time.Time{}
+	for _, p := range pending {
+		runIDs[p.RunID] = true
+		if p.Scheduled.After(newest[p.Job]) {
+			newest[p.Job] = p.Scheduled
+		}
+	}
+	finished, err := finishedTargets(cfg.Audit.Path, runIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read the audit log to recover interrupted fires: %w", err)
+	}
+	var reissue []reissueFire
+	for _, p := range pending {
+		var open []string
+		for _, t := range p.Targets {
+			if !finished[p.RunID][t] {
+				open = append(open, t)
+			}
+		}
+		if len(open) == 0 {
+			d.log.Info().Str("job", p.Job).Str("run_id", p.RunID).
+				Msg("an interrupted fire had recorded every outcome before the crash; settling it")
+			if err := d.store.Done(p.Job, p.Scheduled, p.RunID); err != nil {
+				return nil, fmt.Errorf("settle interrupted fire %s: %w", p.RunID, err)
+			}
+			continue
+		}
+		p.Targets = open
 		dec := state.Recover(p)
 		j := cfg.Job(p.Job)
 		switch {
-		case dec.Reissue && j != nil && j.Action == p.Action && now.Sub(p.Scheduled) <= j.CatchupD && !j.Spec.Next(p.Scheduled).Before(now):
-			d.log.Warn().Str("job", p.Job).Str("run_id", p.RunID).Msg(dec.Message)
-			if t, ok := reissue[p.Job]; !ok || p.Scheduled.After(t) {
-				reissue[p.Job] = p.Scheduled
-			}
+		case dec.Reissue && j != nil && j.Action == p.Action && p.Scheduled.Equal(newest[p.Job]) &&
+			now.Sub(p.Scheduled) <= j.CatchupD && !j.Spec.Next(p.Scheduled).Before(now):
+			d.log.Warn().Str("job", p.Job).Str("run_id", p.RunID).Strs("targets", open).Msg(dec.Message)
+			reissue = append(reissue, reissueFire{job: p.Job, scheduled: p.Scheduled, targets: open})
 			continue
 		case dec.Reissue:
 			reason := "interrupted by a restart; not re-issued: "
@@ -41,6 +83,8 @@ func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) (map[string
 				reason += "the job is no longer in the config"
 			case j.Action != p.Action:
 				reason += "the job's action changed"
+			case !p.Scheduled.Equal(newest[p.Job]):
+				reason += "superseded by a newer interrupted fire"
 			case j.CatchupD == 0:
 				reason += "catch-up is off (catchup 0)"
 			case now.Sub(p.Scheduled) > j.CatchupD:
@@ -51,7 +95,7 @@ func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) (map[string
 			dec = state.Decision{Outcome: audit.OutcomeMissed, Detail: reason, Message: reason}
 			d.log.Warn().Str("job", p.Job).Str("run_id", p.RunID).Msg(reason)
 		default:
-			d.log.Error().Str("job", p.Job).Str("run_id", p.RunID).Strs("targets", p.Targets).Msg(dec.Message)
+			d.log.Error().Str("job", p.Job).Str("run_id", p.RunID).Strs("targets", open).Msg(dec.Message)
 		}
 		for _, r := range dec.Records(p, now) {
 			if err := d.audit.Append(r); err != nil {
@@ -63,6 +107,50 @@ func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) (map[string
 		}
 	}
 	return reissue, nil
+}
+
+// finishedTargets reads the newest two files of the audit log and returns,
+// for each of runIDs, the targets that have a final record: an attempt
+// that ended (success, failure, unknown), or a skip, abandon, recover or
+// missed record.
+func finishedTargets(path string, runIDs map[string]bool) (map[string]map[string]bool, error) {
+	files, err := audit.Files(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(files) > 2 {
+		files = files[len(files)-2:]
+	}
+	out := map[string]map[string]bool{}
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		for r, err := range audit.Records(fh) {
+			if err != nil || !runIDs[r.RunID] || r.Target == "" {
+				continue
+			}
+			final := false
+			switch r.Event {
+			case audit.EventAttempt:
+				final = r.Outcome != audit.OutcomeRetry
+			case audit.EventSkip, audit.EventAbandon, audit.EventRecover, audit.EventMissed:
+				final = true
+			}
+			if final {
+				if out[r.RunID] == nil {
+					out[r.RunID] = map[string]bool{}
+				}
+				out[r.RunID][r.Target] = true
+			}
+		}
+		fh.Close()
+	}
+	return out, nil
 }
 
 // syncJobs registers every configured job in the run state and forgets
@@ -103,7 +191,7 @@ func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]ti
 		}
 		if !c.Run.IsZero() {
 			d.log.Warn().Str("job", j.Name).Time("scheduled", c.Run).Str("plan", c.String()).Msg("catching up a missed fire")
-			d.goFire(j.Name, c.Run, false)
+			d.goFire(j.Name, c.Run, nil)
 			continue
 		}
 		d.log.Warn().Str("job", j.Name).Str("plan", c.String()).Msg("missed fires not caught up")
@@ -118,11 +206,14 @@ func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]ti
 
 // goFire runs one fire outside the engine (catch-up, re-issue), tracked so
 // that Shutdown waits for it. reissue: see runFire.
-func (d *Daemon) goFire(name string, scheduled time.Time, reissue bool) {
-	d.extra.Add(1)
+func (d *Daemon) goFire(name string, scheduled time.Time, reissue []string) {
+	p, ok := d.enter()
+	if !ok {
+		return
+	}
 	go func() {
-		defer d.extra.Done()
-		d.runFire(name, scheduled, reissue)
+		defer d.leave(p)
+		d.runFire(p, name, scheduled, reissue)
 	}()
 }
 
@@ -132,6 +223,10 @@ func (d *Daemon) goFire(name string, scheduled time.Time, reissue bool) {
 // A re-issue (reissue) runs despite its own intent, left in flight by a
 // crash; Store.Begin replaces that intent.
 func (d *Daemon) begin(j *executor.Job, scheduled time.Time, reissue bool) bool {
+	// The engine and catch-up may both see a fire at the daemon's start:
+	// the check and the intent are one step, so it runs once.
+	d.beginMu.Lock()
+	defer d.beginMu.Unlock()
 	st := d.store.Job(j.Name)
 	runID := executor.RunID(j.Name, scheduled)
 	if reissue {

@@ -44,7 +44,7 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger, reload ch
 			if !ok {
 				return nil
 			}
-			if ev.Op == fsnotify.Chmod {
+			if ev.Op == fsnotify.Chmod || !relevant(ev.Name, path) {
 				continue
 			}
 			log.Debug().Str("event", ev.String()).Msg("config directory changed")
@@ -73,4 +73,19 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger, reload ch
 			log.Warn().Err(err).Msg("config watcher error; SIGHUP still reloads")
 		}
 	}
+}
+
+// relevant reports whether an event on name can change the config at path:
+// the file itself (written, or replaced by a rename), what it resolves to,
+// or a Kubernetes-style `..data` symlink swap. Other files in the folder,
+// such as an audit log kept beside the config, are ignored.
+func relevant(name, path string) bool {
+	base := filepath.Base(name)
+	if base == filepath.Base(path) || base == "..data" {
+		return true
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Clean(name) == real {
+		return true
+	}
+	return false
 }

@@ -183,10 +183,11 @@ func (c *Cloud) Start() error {
 	if err != nil {
 		return fmt.Errorf("emulator: listen: %w", err)
 	}
-	c.srv = &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	c.srv = srv // the serve goroutine uses srv: Close clears c.srv
 	c.url = "http://" + ln.Addr().String()
 	go func() {
-		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error().Err(err).Msg("emulated cloud stopped serving")
 		}
 	}()

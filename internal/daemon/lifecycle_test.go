@@ -1,0 +1,130 @@
+package daemon
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/state"
+)
+
+// A rejected edit of a config whose audit log lives in the same folder
+// must be audited once, not re-read on every audit write it causes.
+func TestWatchRejectedEditBesideAuditLogIsAuditedOnce(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	good := fmt.Sprintf(watchBase, "audit.jsonl", "state", "one")
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop := startWatched(t, path, auditPath)
+	defer stop()
+	if err := os.WriteFile(path, []byte(good+"jobs: [oops\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a reload record", func() bool { return len(reloads(t, auditPath)) >= 1 })
+	time.Sleep(8 * debounce)
+	if n := len(reloads(t, auditPath)); n != 1 {
+		t.Fatalf("%d reload records after one bad edit; want 1 (the audit write must not trigger another reload)", n)
+	}
+}
+
+// Shutdown waits the whole grace period for a catch-up fire that is still
+// in flight, and that fire completes.
+func TestShutdownWaitsForCatchUpFireWithinGrace(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	body := `version: 1
+audit: {path: audit.jsonl}
+state: {dir: state}
+defaults: {catchup: 1h, timeout: 10s}
+accounts:
+  sb:
+    vendor: sandbox
+    faults: [{target: "nb-1", kind: delay, delay: 1500ms}]
+jobs:
+  - {name: on, schedule: "0 0 * * *", account: sb, action: modelarts.notebook.start, targets: [nb-1]}
+`
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The daemon last ran before today's midnight fire.
+	midnight := time.Now().UTC().Truncate(24 * time.Hour)
+	now := midnight.Add(10 * time.Minute)
+	s, err := state.Open(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Register("on", midnight.Add(-48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Done("on", midnight.Add(-24*time.Hour), executor.RunID("on", midnight.Add(-24*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), Now: func() time.Time { return now }, Grace: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the catch-up fire is in flight, in the delay fault
+	began := time.Now()
+	if err := d.Shutdown(); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if took := time.Since(began); took < time.Second {
+		t.Errorf("Shutdown returned after %v; want it to wait for the in-flight call (~1.3s)", took)
+	}
+	recs, err := audit.ReadAll(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []string
+	for _, r := range recs {
+		if r.Event == audit.EventAttempt {
+			outcomes = append(outcomes, r.Outcome)
+		}
+	}
+	if strings.Join(outcomes, ",") != "success" {
+		t.Fatalf("attempt outcomes %v; want one success (the call finished inside the grace period)", outcomes)
+	}
+}
+
+// A reload closes the replaced plan's clients (here a sandbox account's
+// emulated cloud) once no fire runs under it.
+func TestReloadClosesReplacedPlan(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	write := func(job string) {
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(watchBase, "audit.jsonl", "state", job)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("one")
+	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), Grace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown()
+	d.mu.Lock()
+	oldURL := d.plan.sandboxClouds()["sb"].URL()
+	d.mu.Unlock()
+	if resp, err := http.Get(oldURL + "/"); err != nil {
+		t.Fatalf("old cloud not serving before the reload: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	write("two")
+	d.Reload(true)
+	if _, err := http.Get(oldURL + "/"); err == nil {
+		t.Fatal("the replaced plan's emulated cloud still serves after the reload")
+	}
+}
