@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,24 +35,6 @@ var leakSecrets = map[string]string{
 // leakPrefix bytes of a secret are enough to count as a leak: a vendor
 // message cut short must not carry half a key either.
 const leakPrefix = 12
-
-// leakBuffer is a bytes.Buffer safe for concurrent log writes.
-type leakBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *leakBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *leakBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // echoCloud answers every request with a failure whose body, in every
 // field any of our vendor clients reads a message, an error code or a
@@ -190,7 +171,7 @@ jobs:
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var stdout, stderr leakBuffer
+	var stdout, stderr syncBuffer
 	invoke := func(want int, args ...string) {
 		t.Helper()
 		fmt.Fprintf(&stderr, "$ scheduler %s\n", strings.Join(args, " "))
