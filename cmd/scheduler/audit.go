@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloudcron/scheduler/internal/audit"
 	"github.com/cloudcron/scheduler/internal/schedule"
+	"github.com/cloudcron/scheduler/internal/state"
 )
 
 // auditOutcomes are the values --outcome accepts.
@@ -31,25 +32,25 @@ const maxErrorWidth = 60
 
 // auditPathFlags adds --path to fs and returns a function that resolves
 // the log's path from --path or the config's audit.path.
-func (e env) auditPathFlags(fs *flag.FlagSet, cfg *string) func() (string, int) {
+func (e env) auditPathFlags(fs *flag.FlagSet, cfg *string) func() (string, string, int) {
 	path := fs.String("path", "", "the audit log file (default: audit.path of the --config schedule)")
-	return func() (string, int) {
+	return func() (string, string, int) {
 		cfgSet := false
 		fs.Visit(func(f *flag.Flag) { cfgSet = cfgSet || f.Name == "config" })
 		if *path != "" {
 			if cfgSet {
 				fmt.Fprintf(e.stderr, "scheduler %s: give --config or --path, not both\n", fs.Name())
-				return "", exitUsage
+				return "", "", exitUsage
 			}
-			return *path, exitOK
+			return *path, "", exitOK
 		}
 		c, err := schedule.LoadFile(*cfg, schedule.Options{})
 		if err != nil {
 			printErr(e.stderr, err)
 			fmt.Fprintf(e.stderr, "scheduler %s: cannot read audit.path from %s; give the log with --path\n", fs.Name(), *cfg)
-			return "", exitFailed
+			return "", "", exitFailed
 		}
-		return c.Audit.Path, exitOK
+		return c.Audit.Path, c.State.Dir, exitOK
 	}
 }
 
@@ -84,7 +85,7 @@ func (e env) cmdAudit(args []string) int {
 		fmt.Fprintf(e.stderr, "scheduler audit: --outcome %q: use one of %s\n", *outcome, strings.Join(auditOutcomes, ", "))
 		return exitUsage
 	}
-	path, code := logPath()
+	path, _, code := logPath()
 	if code != exitOK {
 		return code
 	}
@@ -158,11 +159,24 @@ func (e env) cmdAuditVerify(args []string) int {
 		fmt.Fprintf(e.stderr, "scheduler audit verify: unexpected argument %q\n", pos[0])
 		return exitUsage
 	}
-	path, code := logPath()
+	path, stateDir, code := logPath()
 	if code != exitOK {
 		return code
 	}
 	rep, err := audit.Verify(path)
+	if err == nil && stateDir != "" {
+		// Records cut from the end leave a valid chain: the run state
+		// remembers how far the log went.
+		seq, _, serr := state.ReadAuditTail(stateDir)
+		switch {
+		case serr != nil:
+			fmt.Fprintf(e.stderr, "scheduler audit verify: cannot read the run state's audit tail: %v\n", serr)
+		case seq > rep.LastSeq:
+			fmt.Fprintf(e.stdout, "FAILED: audit log ends at seq %d but the run state recorded seq %d: records were deleted from the end\n", rep.LastSeq, seq)
+			fmt.Fprintf(e.stdout, "  at: %s\n", path)
+			return exitFailed
+		}
+	}
 	var ce *audit.CorruptError
 	switch {
 	case errors.As(err, &ce):

@@ -253,3 +253,39 @@ func TestAuditUsage(t *testing.T) {
 		}
 	}
 }
+
+// Records cut from the end of the log leave a valid chain; with --config,
+// verify compares the log's end with the tail the run state recorded.
+func TestAuditVerifyCatchesTruncatedTail(t *testing.T) {
+	cfg, auditPath := writeConfig(t, secondsConfig)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	done := make(chan int)
+	go func() { done <- run(ctx, nil, []string{"run", "--config", cfg}, &stderr, &stderr) }()
+	deadline := time.Now().Add(15 * time.Second)
+	for countAttempts(auditPath, "every-second", audit.OutcomeSuccess) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no fires:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != exitOK {
+		t.Fatalf("run exit %d:\n%s", code, stderr.String())
+	}
+	if code, out, errOut := runCLI(t, "audit", "verify", "--config", cfg); code != exitOK {
+		t.Fatalf("intact log: exit %d\n%s%s", code, out, errOut)
+	}
+	b, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(string(b), "\n"), "\n")
+	if err := os.WriteFile(auditPath, []byte(strings.Join(lines[:len(lines)-2], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, "audit", "verify", "--config", cfg)
+	if code != exitFailed || !strings.Contains(out, "records were deleted from the end") {
+		t.Fatalf("truncated log: exit %d, output %q; want exit 1 naming deleted records", code, out)
+	}
+}

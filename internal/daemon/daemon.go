@@ -329,7 +329,7 @@ func (d *Daemon) fire(name string, scheduled time.Time) {
 		return
 	}
 	defer d.leave(p)
-	d.runFire(p, name, scheduled, nil)
+	d.runFire(p, name, scheduled, nil, false)
 }
 
 // enter counts a fire as running under the current plan, so that Shutdown
@@ -348,8 +348,10 @@ func (d *Daemon) enter() (*plan, bool) {
 
 // runFire runs one fire of job name under plan p. A non-nil reissue
 // re-issues the intent a crash left in flight for this fire (which would
-// otherwise make begin refuse it) on those targets.
-func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []string) {
+// otherwise make begin refuse it) on those targets. catchup marks a
+// catch-up fire: if a newer fire of the job ran first, it is audited as
+// missed rather than dropped silently.
+func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []string, catchup bool) {
 	j := p.jobs[name]
 	cj := p.cfg.Job(name)
 	if j == nil || cj == nil {
@@ -369,6 +371,9 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 	}
 	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag", now.Sub(scheduled)).Msg("fire")
 	if !d.begin(j, scheduled, reissue != nil) {
+		if st := d.store.Job(name); catchup && scheduled.Before(st.LastDone) {
+			d.auditMissed(j, scheduled, fmt.Sprintf("superseded by the newer fire at %s, which ran first", st.LastDone.Format(time.RFC3339)))
+		}
 		return
 	}
 	out := d.exec.Fire(d.ctx, j, scheduled, next)
@@ -423,6 +428,19 @@ func (d *Daemon) leave(p *plan) {
 	}
 }
 
+// auditMissed writes one missed record per target of a fire that will not run.
+func (d *Daemon) auditMissed(j *executor.Job, scheduled time.Time, reason string) {
+	for _, t := range j.Targets {
+		r := audit.Record{Time: d.now().UTC(), Event: audit.EventMissed, Job: j.Name, RunID: executor.RunID(j.Name, scheduled),
+			Scheduled: scheduled, Action: j.Action, Account: j.Account, Target: t, Outcome: audit.OutcomeMissed, Detail: reason}
+		if err := d.audit.Append(r); err != nil {
+			d.log.Error().Err(err).Str("job", j.Name).Msg("audit log write failed")
+			return
+		}
+	}
+	d.log.Warn().Str("job", j.Name).Time("scheduled", scheduled).Str("reason", reason).Msg("fire missed")
+}
+
 func auditFailed(out executor.Outcome) bool {
 	for _, t := range out.Targets {
 		if errors.Is(t.Err, executor.ErrAudit) {
@@ -436,9 +454,9 @@ func auditFailed(out executor.Outcome) bool {
 // it is; the error is logged with its positions and audited. Unless force
 // is set (SIGHUP), a file whose content has not changed is not reloaded.
 func (d *Daemon) Reload(force bool) {
-	if data, rerr := os.ReadFile(d.opts.ConfigPath); rerr == nil && !force {
+	if data, rerr := os.ReadFile(d.opts.ConfigPath); rerr == nil {
 		sum := sha256.Sum256(data)
-		if hex.EncodeToString(sum[:]) == d.lastSeen {
+		if !force && hex.EncodeToString(sum[:]) == d.lastSeen {
 			d.log.Debug().Msg("config file touched but unchanged since the last reload; not reloading")
 			return
 		}
@@ -483,6 +501,12 @@ func (d *Daemon) Reload(force bool) {
 		switch {
 		case ok && e.fingerprint == fp:
 			kept = append(kept, j.Name)
+			// Keep the running schedule value: an @every job stays on the
+			// grid the engine runs it on (anchored at its first load), so
+			// deadlines and catch-up use the same instants.
+			if old := oldPlan.cfg.Job(j.Name); old != nil {
+				j.Spec = old.Spec
+			}
 			continue
 		case ok:
 			d.runner.Remove(e.id)

@@ -128,3 +128,41 @@ func TestReloadClosesReplacedPlan(t *testing.T) {
 		t.Fatal("the replaced plan's emulated cloud still serves after the reload")
 	}
 }
+
+// A catch-up fire that reaches its start after a newer fire of the job
+// already ran is audited missed (superseded), never dropped silently.
+func TestLateCatchUpFireSupersededIsAudited(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(watchBase, "audit.jsonl", "state", "on")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), Grace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown()
+	older := time.Date(2026, 1, 14, 9, 0, 0, 0, time.UTC)
+	newer := older.Add(24 * time.Hour)
+	if err := d.store.Done("on", newer, executor.RunID("on", newer)); err != nil {
+		t.Fatal(err)
+	}
+	d.goFire("on", older, nil) // the catch-up fire, late
+	waitFires(d)
+	recs, err := audit.ReadAll(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missed []audit.Record
+	for _, r := range recs {
+		if r.RunID == executor.RunID("on", older) {
+			if r.Event != audit.EventMissed {
+				t.Fatalf("late catch-up fire wrote %s/%s; want only a missed record", r.Event, r.Outcome)
+			}
+			missed = append(missed, r)
+		}
+	}
+	if len(missed) != 1 || missed[0].Outcome != audit.OutcomeMissed || !strings.Contains(missed[0].Detail, "superseded") || missed[0].Target != "x" {
+		t.Fatalf("records for the late catch-up fire = %+v; want one missed record (superseded) for target x", missed)
+	}
+}

@@ -213,7 +213,7 @@ func (d *Daemon) goFire(name string, scheduled time.Time, reissue []string) {
 	}
 	go func() {
 		defer d.leave(p)
-		d.runFire(p, name, scheduled, reissue)
+		d.runFire(p, name, scheduled, reissue, reissue == nil)
 	}()
 }
 

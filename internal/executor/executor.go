@@ -137,7 +137,8 @@ type Executor struct {
 
 // jobState tracks the fires of one job, for the overlap policy.
 type jobState struct {
-	running []string      // run ids of fires in progress
+	running []string             // run ids of fires in progress
+	ends    map[string]time.Time // deadline of each running fire (zero: none)
 	queued  string        // run id of the fire waiting under OverlapQueue
 	done    chan struct{} // closed (and replaced) when a fire ends
 }
@@ -252,7 +253,7 @@ func (e *Executor) Fire(ctx context.Context, j *Job, scheduled, deadline time.Ti
 		Str("action", j.Action).Str("account", j.Account).Logger()
 	out := Outcome{RunID: f.runID, Scheduled: scheduled, Targets: make([]TargetOutcome, len(j.Targets))}
 
-	if reason, ok := e.admit(ctx, j, f.runID); !ok {
+	if reason, ok := e.admit(ctx, j, f.runID, scheduled, deadline); !ok {
 		out.Skipped = true
 		e.skip(f, reason, out.Targets)
 		return out
@@ -269,19 +270,49 @@ func (e *Executor) Fire(ctx context.Context, j *Job, scheduled, deadline time.Ti
 
 // admit applies the overlap policy. It returns ok when the fire may run,
 // and otherwise the reason it is skipped.
-func (e *Executor) admit(ctx context.Context, j *Job, runID string) (reason string, ok bool) {
+func (e *Executor) admit(ctx context.Context, j *Job, runID string, scheduled, deadline time.Time) (reason string, ok bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := e.jobs[j.Name]
 	if st == nil {
-		st = &jobState{done: make(chan struct{})}
+		st = &jobState{done: make(chan struct{}), ends: map[string]time.Time{}}
 		e.jobs[j.Name] = st
+	}
+	start := func() (string, bool) {
+		st.running = append(st.running, runID)
+		st.ends[runID] = deadline
+		return "", true
 	}
 	busy := len(st.running) > 0 || st.queued != ""
 	switch {
 	case !busy || j.Overlap == OverlapAllow:
-		st.running = append(st.running, runID)
-		return "", true
+		return start()
+	case st.queued == "" && st.endingBy(scheduled):
+		// The running fires are bounded by this very fire and are being
+		// stopped now: this fire waits for them rather than being skipped
+		// behind a run that is already over.
+		for len(st.running) > 0 {
+			done := st.done
+			e.mu.Unlock()
+			select {
+			case <-done:
+				e.mu.Lock()
+			case <-ctx.Done():
+				e.mu.Lock()
+				return fmt.Sprintf("previous run %s did not end at its deadline: %v", st.describe(), ctx.Err()), false
+			}
+		}
+		// The last fire to end may have dropped the job's state; another
+		// fire may have started meanwhile.
+		switch cur := e.jobs[j.Name]; {
+		case cur == nil:
+			e.jobs[j.Name] = st
+		case cur != st && (len(cur.running) > 0 || cur.queued != ""):
+			return "previous run still running: " + cur.describe(), false
+		case cur != st:
+			st = cur
+		}
+		return start()
 	case j.Overlap != OverlapQueue:
 		return "previous run still running: " + st.describe(), false
 	case st.queued != "":
@@ -302,8 +333,18 @@ func (e *Executor) admit(ctx context.Context, j *Job, runID string) (reason stri
 		}
 	}
 	st.queued = ""
-	st.running = append(st.running, runID)
-	return "", true
+	return start()
+}
+
+// endingBy reports whether every running fire has a deadline at or before
+// t, so that all of them stop by t; e.mu is held.
+func (st *jobState) endingBy(t time.Time) bool {
+	for _, id := range st.running {
+		if d := st.ends[id]; d.IsZero() || d.After(t) {
+			return false
+		}
+	}
+	return true
 }
 
 // describe names the runs in progress; e.mu is held.
@@ -322,6 +363,7 @@ func (e *Executor) finish(job, runID string) {
 	if i := slices.Index(st.running, runID); i >= 0 {
 		st.running = slices.Delete(st.running, i, i+1)
 	}
+	delete(st.ends, runID)
 	close(st.done)
 	st.done = make(chan struct{})
 	e.forgetLocked(job, st)

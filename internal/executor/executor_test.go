@@ -738,3 +738,34 @@ func TestDeadlineDuringNonIdempotentAttemptIsUnknown(t *testing.T) {
 		}
 	})
 }
+
+// A late fire bounded by the next fire is being stopped when that next
+// fire comes: the next fire waits for it to end instead of being skipped
+// behind a run that is already over.
+func TestOverlapSkipDoesNotSkipBehindAnEndingFire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		var calls atomic.Int32
+		j := testJob(func(ctx context.Context, target string) (vendors.Result, error) {
+			if calls.Add(1) == 1 {
+				<-ctx.Done() // the late fire hangs until its deadline
+				time.Sleep(50 * time.Millisecond)
+				return vendors.Result{}, ctx.Err()
+			}
+			return vendors.Result{HTTPStatus: 200}, nil
+		}, "t1")
+		j.Overlap, j.Timeout = OverlapSkip, 0
+		next := time.Now().Add(time.Second)
+		done := make(chan Outcome)
+		go func() { done <- h.exec.Fire(t.Context(), j, sched, next) }()
+		time.Sleep(time.Second) // the next fire comes exactly at the first one's deadline
+		out := h.exec.Fire(t.Context(), j, sched.Add(time.Minute), next.Add(time.Minute))
+		<-done
+		if out.Skipped || len(out.Failed()) != 0 {
+			t.Fatalf("next fire = %+v; want it to run after the ending fire, not skipped", out)
+		}
+		if n := len(h.aud.records(audit.EventSkip, "")); n != 0 {
+			t.Errorf("%d skip records; want none", n)
+		}
+	})
+}

@@ -528,3 +528,16 @@ func (s *Store) Close() error {
 	s.closed = true
 	return s.lock.Close()
 }
+
+// ReadAuditTail reads the audit log's last sequence number and hash from
+// the run state in dir without taking its lock, so that `scheduler audit
+// verify` can check for records cut from the end while the daemon runs
+// (the file is only ever replaced whole, by rename). A missing state is
+// seq 0.
+func ReadAuditTail(dir string) (seq uint64, hash string, err error) {
+	d, err := load(filepath.Join(dir, FileName))
+	if err != nil {
+		return 0, "", err
+	}
+	return d.Audit.Seq, d.Audit.Hash, nil
+}
