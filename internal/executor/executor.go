@@ -139,8 +139,8 @@ type Executor struct {
 type jobState struct {
 	running []string             // run ids of fires in progress
 	ends    map[string]time.Time // deadline of each running fire (zero: none)
-	queued  string        // run id of the fire waiting under OverlapQueue
-	done    chan struct{} // closed (and replaced) when a fire ends
+	queued  string               // run id of the fire waiting under OverlapQueue
+	done    chan struct{}        // closed (and replaced) when a fire ends
 }
 
 // New returns an Executor. It panics if opts.Audit is nil: the executor
