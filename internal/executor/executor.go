@@ -477,6 +477,11 @@ func (e *Executor) runTarget(ctx context.Context, f *fire, target string) Target
 			to.Err = fmt.Errorf("%w: not calling vendor", ErrAudit)
 			return to
 		}
+		if err := ctx.Err(); err != nil {
+			// Already out of time (e.g. the status read before a restart
+			// used it up): say so rather than blame the concurrency slot.
+			return e.abandon(f, to, log, fmt.Errorf("no time left before calling the vendor: %w", err))
+		}
 		release, err := e.acquire(ctx, f, j.Account)
 		if err != nil {
 			return e.abandon(f, to, log, fmt.Errorf("wait for a concurrency slot of account %s: %w", j.Account, err))
