@@ -370,6 +370,13 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 		next = n
 	}
 	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag", now.Sub(scheduled)).Msg("fire")
+	if reissue == nil && next.Sub(now) < minRunway && d.beginSettled(j, scheduled) {
+		// So late that the job's next fire is due before a call could
+		// go out: that fire does the job; this one is missed, not failed.
+		d.auditMissed(j, scheduled, fmt.Sprintf("superseded: too late to run, the next fire at %s is due", next.Format(time.RFC3339)))
+		d.done(name, scheduled)
+		return
+	}
 	if !d.begin(j, scheduled, reissue != nil) {
 		if st := d.store.Job(name); catchup && scheduled.Before(st.LastDone) {
 			d.auditMissed(j, scheduled, fmt.Sprintf("superseded by the newer fire at %s, which ran first", st.LastDone.Format(time.RFC3339)))
@@ -426,6 +433,18 @@ func (d *Daemon) leave(p *plan) {
 	if closePlan {
 		p.close()
 	}
+}
+
+// minRunway is the least time a late fire needs before its next fire to
+// be worth starting.
+const minRunway = 250 * time.Millisecond
+
+// beginSettled reports whether a fire that will not run should be settled
+// as missed: it was neither done nor started already.
+func (d *Daemon) beginSettled(j *executor.Job, scheduled time.Time) bool {
+	d.beginMu.Lock()
+	defer d.beginMu.Unlock()
+	return state.ShouldRun(d.store.Job(j.Name), scheduled)
 }
 
 // auditMissed writes one missed record per target of a fire that will not run.

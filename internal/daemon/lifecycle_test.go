@@ -166,3 +166,39 @@ func TestLateCatchUpFireSupersededIsAudited(t *testing.T) {
 		t.Fatalf("records for the late catch-up fire = %+v; want one missed record (superseded) for target x", missed)
 	}
 }
+
+// A fire that starts so late that its next fire is due within the runway
+// is audited missed (superseded) and settled, not attempted and failed.
+func TestTooLateFireIsMissedNotFailed(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(watchBase, "audit.jsonl", "state", "on")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// "0 9 * * *": the fire of 2026-01-14 09:00 seen at 2026-01-15 08:59:59.9.
+	scheduled := time.Date(2026, 1, 14, 9, 0, 0, 0, time.UTC)
+	now := scheduled.Add(24*time.Hour - 100*time.Millisecond)
+	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), Grace: time.Second, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown()
+	d.goFire("on", scheduled, nil)
+	waitFires(d)
+	var got []string
+	recs, _ := audit.ReadAll(filepath.Join(dir, "audit.jsonl"))
+	for _, r := range recs {
+		if r.RunID == executor.RunID("on", scheduled) {
+			got = append(got, r.Event+"/"+r.Outcome)
+			if !strings.Contains(r.Detail, "too late to run") {
+				t.Errorf("detail %q; want it to say too late to run", r.Detail)
+			}
+		}
+	}
+	if strings.Join(got, " ") != "missed/missed" {
+		t.Fatalf("records %v; want one missed record", got)
+	}
+	if st := d.store.Job("on"); !st.LastDone.Equal(scheduled) {
+		t.Errorf("LastDone = %v; want the missed fire settled (%v)", st.LastDone, scheduled)
+	}
+}
