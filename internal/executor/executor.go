@@ -291,16 +291,8 @@ func (e *Executor) admit(ctx context.Context, j *Job, runID string, scheduled, d
 		// The running fires are bounded by this very fire and are being
 		// stopped now: this fire waits for them rather than being skipped
 		// behind a run that is already over.
-		for len(st.running) > 0 {
-			done := st.done
-			e.mu.Unlock()
-			select {
-			case <-done:
-				e.mu.Lock()
-			case <-ctx.Done():
-				e.mu.Lock()
-				return fmt.Sprintf("previous run %s did not end at its deadline: %v", st.describe(), ctx.Err()), false
-			}
+		if err := e.waitRunning(ctx, st); err != nil {
+			return fmt.Sprintf("previous run %s did not end at its deadline: %v", st.describe(), err), false
 		}
 		// The last fire to end may have dropped the job's state; another
 		// fire may have started meanwhile.
@@ -319,6 +311,18 @@ func (e *Executor) admit(ctx context.Context, j *Job, runID string, scheduled, d
 		return fmt.Sprintf("a fire is already queued (%s) behind %s", st.queued, st.describe()), false
 	}
 	st.queued = runID
+	if err := e.waitRunning(ctx, st); err != nil {
+		st.queued = ""
+		e.forgetLocked(j.Name, st)
+		return fmt.Sprintf("queued behind %s, gave up: %v", st.describe(), err), false
+	}
+	st.queued = ""
+	return start()
+}
+
+// waitRunning waits until st has no running fire or ctx ends; e.mu is
+// held on entry and on return, released while waiting.
+func (e *Executor) waitRunning(ctx context.Context, st *jobState) error {
 	for len(st.running) > 0 {
 		done := st.done
 		e.mu.Unlock()
@@ -327,13 +331,10 @@ func (e *Executor) admit(ctx context.Context, j *Job, runID string, scheduled, d
 			e.mu.Lock()
 		case <-ctx.Done():
 			e.mu.Lock()
-			st.queued = ""
-			e.forgetLocked(j.Name, st)
-			return fmt.Sprintf("queued behind %s, gave up: %v", st.describe(), ctx.Err()), false
+			return ctx.Err()
 		}
 	}
-	st.queued = ""
-	return start()
+	return nil
 }
 
 // endingBy reports whether every running fire has a deadline at or before
