@@ -392,7 +392,8 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 		// A vendor may have acted without its outcome in the audit log:
 		// keep the intent so the next start re-evaluates it.
 		d.log.Error().Str("job", name).Time("scheduled", scheduled).
-			Msg("audit log failed during the fire; its intent stays in the run state for the next start")
+			Msg("audit log failed during the fire: no vendor call is made without its record; the intent stays in the run state for the next start")
+		d.noteFailure("audit log write failed at " + d.now().Format(time.RFC3339) + "; vendor calls stopped until it is fixed")
 	default:
 		d.done(name, scheduled)
 	}
