@@ -405,7 +405,9 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 		for i, f := range failed {
 			ids[i] = f.Target + " (" + f.Outcome + ")"
 		}
-		d.noteFailure(fmt.Sprintf("%s at %s: %s", name, d.now().Format(time.RFC3339), strings.Join(ids, ", ")))
+		if !auditFailed(out) { // that note says more
+			d.noteFailure(fmt.Sprintf("%s at %s: %s", name, d.now().Format(time.RFC3339), strings.Join(ids, ", ")))
+		}
 		d.log.Error().Str("job", name).Str("run_id", out.RunID).Strs("failed", ids).Msg("fire finished with failures")
 		return
 	}
