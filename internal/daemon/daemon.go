@@ -268,10 +268,10 @@ func Start(opts Options) (*Daemon, error) {
 	}
 	d.hbLast = time.Now()
 	d.runner.Start()
-	reissued := map[string]time.Time{}
+	reissued := map[string]bool{}
 	for _, r := range reissue {
 		d.goFire(r.job, r.scheduled, r.targets)
-		reissued[r.job] = r.scheduled
+		reissued[r.job] = true
 	}
 	if err := d.catchUp(cfg, opts.Now(), reissued); err != nil {
 		d.runner.Stop()

@@ -174,9 +174,9 @@ func (d *Daemon) syncJobs(cfg *schedule.Config, now time.Time) error {
 // catchUp plans every job's missed fires at now: the newest one inside the
 // catch-up window runs (in the background), the others are audited as
 // missed. Jobs in skip are left alone (they are being re-issued).
-func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]time.Time) error {
+func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]bool) error {
 	for _, j := range cfg.Jobs {
-		if _, ok := skip[j.Name]; ok {
+		if skip[j.Name] {
 			continue
 		}
 		c := state.Plan(j.Spec, d.store.Job(j.Name), now, j.CatchupD)
