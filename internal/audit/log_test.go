@@ -506,3 +506,67 @@ func BenchmarkAppendParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestAppendBatch checks that a batch is one fsync and that its lines stay
+// together and in order while other goroutines append.
+func TestAppendBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := mustOpen(t, path)
+	var syncs atomic.Int32
+	l.sync = func(f *os.File) error {
+		syncs.Add(1)
+		return f.Sync()
+	}
+	batch := make([]Record, 50)
+	for i := range batch {
+		batch[i] = Record{Event: EventRun, RunID: "b", Target: fmt.Sprint(i)}
+	}
+	if err := l.AppendBatch(batch); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncs.Load(); got != 1 {
+		t.Errorf("fsyncs = %d for one batch of %d; want 1", got, len(batch))
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 20 {
+				if err := l.Append(Record{RunID: "single", Target: fmt.Sprint(g, "-", i)}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	for range 5 {
+		wg.Go(func() {
+			if err := l.AppendBatch(batch); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := l.AppendBatch(nil); err != nil {
+		t.Errorf("empty batch: %v", err)
+	}
+	recs, err := ReadAll(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 6*len(batch) + 80; len(recs) != want {
+		t.Fatalf("records = %d; want %d", len(recs), want)
+	}
+	for i := 0; i < len(recs); i++ {
+		if recs[i].RunID != "b" {
+			continue
+		}
+		for k := range batch {
+			if r := recs[i+k]; r.RunID != "b" || r.Target != fmt.Sprint(k) {
+				t.Fatalf("record %d: batch line %d is %s/%s: a batch was split or reordered", i+k, k, r.RunID, r.Target)
+			}
+		}
+		i += len(batch) - 1
+	}
+	if _, err := Verify(path); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+}
