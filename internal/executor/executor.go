@@ -169,6 +169,7 @@ type Outcome struct {
 	RunID     string
 	Scheduled time.Time
 	Skipped   bool // the overlap policy skipped the fire; Targets say "skipped"
+	NotRun    bool // FireWith's begin refused the fire: nothing was called or audited
 	Targets   []TargetOutcome
 }
 
@@ -231,10 +232,37 @@ func (f *fire) halted() bool {
 	}
 }
 
+// BeginFunc records a fire's intent before its first vendor call. It gets
+// the fire's "run" records, one per target, and must make them durable
+// before it returns, together with whatever the caller records in the same
+// step (the run state's intent, missed fires the fire supersedes): one
+// durable write for all of it. ok false means the fire must not run (it is
+// already done, or in flight elsewhere) and nothing was written; an error
+// means the intent may not be durable, and no vendor is called.
+type BeginFunc func(runRecords []audit.Record) (ok bool, err error)
+
+// BatchAuditor is an Auditor that can make several records durable in one
+// step; *audit.Log implements it. The executor uses it for a fire's intent
+// records when no BeginFunc is given.
+type BatchAuditor interface {
+	AppendBatch([]audit.Record) error
+}
+
 // Fire runs one fire of j scheduled at scheduled, and returns when every
 // target has succeeded or failed. A non-zero deadline (the job's next fire)
-// bounds the whole fire: no wait or attempt runs past it.
+// bounds the whole fire: no wait or attempt runs past it. The fire's intent
+// records are written by the executor itself; see FireWith.
 func (e *Executor) Fire(ctx context.Context, j *Job, scheduled, deadline time.Time) Outcome {
+	return e.FireWith(ctx, j, scheduled, deadline, nil)
+}
+
+// FireWith is Fire with the intent recorded by begin: after the overlap
+// policy admits the fire and before any vendor call, begin gets the run
+// records of every target. If begin refuses, the fire does not run and
+// Outcome.NotRun is set; if it fails, every target fails with ErrAudit.
+// A nil begin appends the run records to the executor's audit log in one
+// batch.
+func (e *Executor) FireWith(ctx context.Context, j *Job, scheduled, deadline time.Time, begin BeginFunc) Outcome {
 	e.begin()
 	defer e.end()
 	if !deadline.IsZero() {
@@ -259,6 +287,34 @@ func (e *Executor) Fire(ctx context.Context, j *Job, scheduled, deadline time.Ti
 		return out
 	}
 	defer e.finish(j.Name, f.runID)
+
+	// The intent, on every target at once: one durable write per fire
+	// (shared with the fires due at the same moment by the audit log's
+	// group commit), before any vendor call.
+	intents := make([]audit.Record, len(j.Targets))
+	for i, target := range j.Targets {
+		intents[i] = f.record(audit.EventRun, target)
+		intents[i].Detail = intentDetail(j.Idempotent)
+		intents[i].Time = e.now().UTC()
+	}
+	if begin == nil {
+		begin = e.appendIntents
+	}
+	switch ok, err := begin(intents); {
+	case err != nil:
+		f.halt()
+		f.log.Error().Err(err).Msg("intent not recorded; no vendor call is made")
+		for i, target := range j.Targets {
+			out.Targets[i] = TargetOutcome{Target: target, Outcome: audit.OutcomeFailure, Err: fmt.Errorf("%w: intent not recorded: %w", ErrAudit, err)}
+		}
+		return out
+	case !ok:
+		out.NotRun = true
+		for i, target := range j.Targets {
+			out.Targets[i] = TargetOutcome{Target: target, Outcome: audit.OutcomeSkipped}
+		}
+		return out
+	}
 
 	var wg sync.WaitGroup
 	for i, target := range j.Targets {
@@ -444,11 +500,6 @@ func (e *Executor) runTarget(ctx context.Context, f *fire, target string) Target
 		to.Err = fmt.Errorf("%w: not calling vendor", ErrAudit)
 		return to
 	}
-	intent := f.record(audit.EventRun, target)
-	intent.Detail = intentDetail(j.Idempotent)
-	if err := e.append(intent); err != nil {
-		return e.auditFailed(f, to, intent, err)
-	}
 
 	// The status before the action, where a verdict depends on it (CDSS
 	// restarts); read before the first attempt.
@@ -573,6 +624,20 @@ func (e *Executor) runTarget(ctx context.Context, f *fire, target string) Target
 			return e.abandon(f, to, log, werr)
 		}
 	}
+}
+
+// appendIntents is the BeginFunc of a fire without one: the run records,
+// in one batch where the audit log can take one.
+func (e *Executor) appendIntents(rs []audit.Record) (bool, error) {
+	if b, ok := e.audit.(BatchAuditor); ok {
+		return true, b.AppendBatch(rs)
+	}
+	for _, r := range rs {
+		if err := e.audit.Append(r); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
 }
 
 // abandon records that a target stops without a further attempt.
