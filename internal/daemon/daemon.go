@@ -98,7 +98,6 @@ type Daemon struct {
 	idle     chan struct{}    // closed when closing and running drops to 0
 	lastSeen string           // hash of the config content last loaded or rejected
 	lastFail string           // Status.LastFailure
-	beginMu  sync.Mutex       // makes begin's check and record one step
 
 	// The engine fires a hidden heartbeat job every heartbeatEvery; Health
 	// reports whether the last beat is recent.
@@ -218,6 +217,9 @@ func Start(opts Options) (*Daemon, error) {
 	for _, f := range store.Leftovers() {
 		log.Warn().Str("file", f).Msg("removed a temporary run-state file left by a crash")
 	}
+	for _, n := range store.Notes() {
+		log.Warn().Str("state", store.Path()).Msg(n)
+	}
 	seq, hash := store.AuditTail()
 	al, err := audit.OpenWith(cfg.Audit.Path, audit.Options{ExpectSeq: seq, ExpectHash: hash})
 	if err != nil {
@@ -227,6 +229,20 @@ func Start(opts Options) (*Daemon, error) {
 	}
 	if msg := al.Recovered(); msg != "" {
 		log.Warn().Str("audit", cfg.Audit.Path).Msg(msg)
+	}
+	// The audit log is the run state's journal: a fire's intent is durable
+	// with its run records (one group-committed write), the database follows
+	// in the background. Records after the last checkpoint are replayed now.
+	if err := store.Attach(al, state.AttachOptions{
+		AuditPath: cfg.Audit.Path,
+		OnError: func(err error) {
+			log.Error().Err(err).Str("state", store.Path()).Msg("run-state checkpoint failed; the audit log still holds every fire, retrying")
+		},
+	}); err != nil {
+		p.close()
+		_ = al.Close()
+		_ = store.Close()
+		return nil, fmt.Errorf("open run state: %w", err)
 	}
 	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, plan: p, entries: map[string]entry{},
 		stopClock: make(chan struct{}), clockDone: make(chan struct{}), lastSeen: cfg.Hash()}
@@ -270,7 +286,7 @@ func Start(opts Options) (*Daemon, error) {
 	d.runner.Start()
 	reissued := map[string]bool{}
 	for _, r := range reissue {
-		d.goFire(r.job, r.scheduled, r.targets)
+		d.goFire(r.job, r.scheduled, r.targets, nil)
 		reissued[r.job] = true
 	}
 	if err := d.catchUp(cfg, opts.Now(), reissued); err != nil {
@@ -329,7 +345,7 @@ func (d *Daemon) fire(name string, scheduled time.Time) {
 		return
 	}
 	defer d.leave(p)
-	d.runFire(p, name, scheduled, nil, false)
+	d.runFire(p, name, scheduled, nil, nil)
 }
 
 // enter counts a fire as running under the current plan, so that Shutdown
@@ -348,10 +364,12 @@ func (d *Daemon) enter() (*plan, bool) {
 
 // runFire runs one fire of job name under plan p. A non-nil reissue
 // re-issues the intent a crash left in flight for this fire (which would
-// otherwise make begin refuse it) on those targets. catchup marks a
-// catch-up fire: if a newer fire of the job ran first, it is audited as
-// missed rather than dropped silently.
-func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []string, catchup bool) {
+// otherwise make the claim refuse it) on those targets. A non-nil missed
+// marks a catch-up fire: its missed records (the older fires it
+// supersedes) are written in the same durable step as its intent, and if
+// a newer fire of the job ran first, the fire itself is audited missed
+// rather than dropped silently.
+func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []string, missed *catchUpMissed) {
 	j := p.jobs[name]
 	cj := p.cfg.Job(name)
 	if j == nil || cj == nil {
@@ -370,20 +388,24 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 		next = n
 	}
 	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag", now.Sub(scheduled)).Msg("fire")
-	if reissue == nil && next.Sub(now) < minRunway && d.beginSettled(j, scheduled) {
+	if reissue == nil && next.Sub(now) < minRunway && d.mayRun(j, scheduled) {
 		// So late that the job's next fire is due before a call could
 		// go out: that fire does the job; this one is missed, not failed.
-		d.auditMissed(j, scheduled, fmt.Sprintf("superseded: too late to run, the next fire at %s is due", next.Format(time.RFC3339)))
-		d.done(name, scheduled)
+		d.settleMissed(j, scheduled, true, missed, fmt.Sprintf("superseded: too late to run, the next fire at %s is due", next.Format(time.RFC3339)))
 		return
 	}
-	if !d.begin(j, scheduled, reissue != nil) {
-		if st := d.store.Job(name); catchup && scheduled.Before(st.LastDone) {
-			d.auditMissed(j, scheduled, fmt.Sprintf("superseded by the newer fire at %s, which ran first", st.LastDone.Format(time.RFC3339)))
+	out := d.exec.FireWith(d.ctx, j, scheduled, next, d.claim(j, scheduled, reissue != nil, missed))
+	if out.NotRun {
+		st := d.store.Job(name)
+		d.log.Info().Str("job", name).Time("scheduled", scheduled).Time("last_done", st.LastDone).
+			Msg("fire already done or in flight; not running it again")
+		if missed != nil && scheduled.Before(st.LastDone) {
+			d.settleMissed(j, scheduled, false, missed, fmt.Sprintf("superseded by the newer fire at %s, which ran first", st.LastDone.Format(time.RFC3339)))
+		} else if missed != nil {
+			d.writeMissed(j, missed)
 		}
 		return
 	}
-	out := d.exec.Fire(d.ctx, j, scheduled, next)
 	switch {
 	case d.ctx.Err() != nil:
 		// Cut short by shutdown: the intent stays, so the next start
@@ -395,6 +417,9 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 			Msg("audit log failed during the fire: no vendor call is made without its record; the intent stays in the run state for the next start")
 		d.noteFailure("audit log write failed at " + d.now().Format(time.RFC3339) + "; vendor calls stopped until it is fixed")
 	default:
+		if out.Skipped && missed != nil {
+			d.writeMissed(j, missed)
+		}
 		d.done(name, scheduled)
 	}
 	if out.Skipped {
@@ -442,25 +467,53 @@ func (d *Daemon) leave(p *plan) {
 // be worth starting.
 const minRunway = 250 * time.Millisecond
 
-// beginSettled reports whether a fire that will not run should be settled
-// as missed: it was neither done nor started already.
-func (d *Daemon) beginSettled(j *executor.Job, scheduled time.Time) bool {
-	d.beginMu.Lock()
-	defer d.beginMu.Unlock()
+// mayRun reports whether a fire that will not run should be settled as
+// missed: it was neither done nor started already.
+func (d *Daemon) mayRun(j *executor.Job, scheduled time.Time) bool {
 	return state.ShouldRun(d.store.Job(j.Name), scheduled)
 }
 
-// auditMissed writes one missed record per target of a fire that will not run.
-func (d *Daemon) auditMissed(j *executor.Job, scheduled time.Time, reason string) {
-	for _, t := range j.Targets {
-		r := audit.Record{Time: d.now().UTC(), Event: audit.EventMissed, Job: j.Name, RunID: executor.RunID(j.Name, scheduled),
+// missedRecords returns one missed record per target of a fire that will
+// not run.
+func (d *Daemon) missedRecords(j *executor.Job, scheduled time.Time, reason string) []audit.Record {
+	recs := make([]audit.Record, len(j.Targets))
+	for i, t := range j.Targets {
+		recs[i] = audit.Record{Time: d.now().UTC(), Event: audit.EventMissed, Job: j.Name, RunID: executor.RunID(j.Name, scheduled),
 			Scheduled: scheduled, Action: j.Action, Account: j.Account, Target: t, Outcome: audit.OutcomeMissed, Detail: reason}
-		if err := d.audit.Append(r); err != nil {
-			d.log.Error().Err(err).Str("job", j.Name).Msg("audit log write failed")
-			return
-		}
 	}
-	d.log.Warn().Str("job", j.Name).Time("scheduled", scheduled).Str("reason", reason).Msg("fire missed")
+	return recs
+}
+
+// settleMissed audits the fire of j at fire as missed, with the older
+// missed fires of a catch-up (missed, may be nil), in one durable step; if
+// settle is set the fire is settled in the same step, so a crash never
+// audits it twice.
+func (d *Daemon) settleMissed(j *executor.Job, fire time.Time, settle bool, missed *catchUpMissed, reason string) {
+	var recs []audit.Record
+	if missed != nil {
+		recs = append(recs, missed.records...)
+	}
+	recs = append(recs, d.missedRecords(j, fire, reason)...)
+	var at time.Time
+	if settle {
+		at = fire
+	}
+	if err := d.store.Settle(j.Name, at, executor.RunID(j.Name, fire), recs); err != nil {
+		d.log.Error().Err(err).Str("job", j.Name).Msg("audit log write failed")
+		return
+	}
+	d.log.Warn().Str("job", j.Name).Time("scheduled", fire).Str("reason", reason).Msg("fire missed")
+}
+
+// writeMissed writes a catch-up's missed records when its fire did not
+// claim them.
+func (d *Daemon) writeMissed(j *executor.Job, missed *catchUpMissed) {
+	if len(missed.records) == 0 {
+		return
+	}
+	if err := d.store.Settle(j.Name, missed.settled, executor.RunID(j.Name, missed.settled), missed.records); err != nil {
+		d.log.Error().Err(err).Str("job", j.Name).Msg("audit log write failed")
+	}
 }
 
 func auditFailed(out executor.Outcome) bool {
@@ -632,7 +685,6 @@ func (d *Daemon) Shutdown() error {
 	case <-time.After(5 * time.Second):
 	}
 	d.cancel()
-	d.saveAuditTail()
 	d.mu.Lock()
 	d.plan.close()
 	d.mu.Unlock()

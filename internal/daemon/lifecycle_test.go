@@ -147,7 +147,7 @@ func TestLateCatchUpFireSupersededIsAudited(t *testing.T) {
 	if err := d.store.Done("on", newer, executor.RunID("on", newer)); err != nil {
 		t.Fatal(err)
 	}
-	d.goFire("on", older, nil) // the catch-up fire, late
+	d.goFire("on", older, nil, &catchUpMissed{fire: older}) // the catch-up fire, late
 	waitFires(d)
 	recs, err := audit.ReadAll(filepath.Join(dir, "audit.jsonl"))
 	if err != nil {
@@ -183,7 +183,7 @@ func TestTooLateFireIsMissedNotFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Shutdown()
-	d.goFire("on", scheduled, nil)
+	d.goFire("on", scheduled, nil, &catchUpMissed{fire: scheduled})
 	waitFires(d)
 	var got []string
 	recs, _ := audit.ReadAll(filepath.Join(dir, "audit.jsonl"))

@@ -97,13 +97,8 @@ func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) ([]reissueF
 		default:
 			d.log.Error().Str("job", p.Job).Str("run_id", p.RunID).Strs("targets", open).Msg(dec.Message)
 		}
-		for _, r := range dec.Records(p, now) {
-			if err := d.audit.Append(r); err != nil {
-				return nil, fmt.Errorf("audit recovery of %s: %w", p.RunID, err)
-			}
-		}
-		if err := d.store.Done(p.Job, p.Scheduled, p.RunID); err != nil {
-			return nil, fmt.Errorf("settle interrupted fire %s: %w", p.RunID, err)
+		if err := d.store.Settle(p.Job, p.Scheduled, p.RunID, dec.Records(p, now)); err != nil {
+			return nil, fmt.Errorf("audit recovery of %s: %w", p.RunID, err)
 		}
 	}
 	return reissue, nil
@@ -154,21 +149,32 @@ func finishedTargets(path string, runIDs map[string]bool) (map[string]map[string
 }
 
 // syncJobs registers every configured job in the run state and forgets
-// jobs that are no longer configured.
+// jobs that are no longer configured, in one write.
 func (d *Daemon) syncJobs(cfg *schedule.Config, now time.Time) error {
-	for _, j := range cfg.Jobs {
-		if err := d.store.Register(j.Name, now); err != nil {
-			return fmt.Errorf("run state: %w", err)
-		}
+	register := make([]string, len(cfg.Jobs))
+	for i, j := range cfg.Jobs {
+		register[i] = j.Name
 	}
+	var forget []string
 	for _, name := range d.store.Jobs() {
 		if cfg.Job(name) == nil {
-			if err := d.store.Forget(name); err != nil {
-				return fmt.Errorf("run state: %w", err)
-			}
+			forget = append(forget, name)
 		}
 	}
+	if err := d.store.Sync(forget, register, now); err != nil {
+		return fmt.Errorf("run state: %w", err)
+	}
 	return nil
+}
+
+// catchUpMissed are the missed records of a catch-up plan whose newest
+// fire runs: they are written with that fire's intent, in one durable
+// step, so a crash never writes them twice nor names a superseding fire
+// that never ran.
+type catchUpMissed struct {
+	records []audit.Record
+	settled time.Time // the newest missed fire in records; zero if none
+	fire    time.Time // the catch-up fire
 }
 
 // catchUp plans every job's missed fires at now: the newest one inside the
@@ -183,97 +189,82 @@ func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]bo
 		if c.Empty() {
 			continue
 		}
-		for _, r := range c.MissedRecords(j.Name, now, executor.RunID) {
-			r.Action, r.Account = j.Action, j.Account
-			if err := d.audit.Append(r); err != nil {
-				return fmt.Errorf("audit missed fires of %s: %w", j.Name, err)
+		recs := c.MissedRecords(j.Name, now, executor.RunID)
+		var settled time.Time
+		for i := range recs {
+			recs[i].Action, recs[i].Account = j.Action, j.Account
+			if recs[i].Scheduled.After(settled) {
+				settled = recs[i].Scheduled
 			}
 		}
 		if !c.Run.IsZero() {
 			d.log.Warn().Str("job", j.Name).Time("scheduled", c.Run).Str("plan", c.String()).Msg("catching up a missed fire")
-			d.goFire(j.Name, c.Run, nil)
+			d.goFire(j.Name, c.Run, nil, &catchUpMissed{records: recs, settled: settled, fire: c.Run})
 			continue
 		}
 		d.log.Warn().Str("job", j.Name).Str("plan", c.String()).Msg("missed fires not caught up")
-		if !c.Settle.IsZero() {
-			if err := d.store.Done(j.Name, c.Settle, executor.RunID(j.Name, c.Settle)); err != nil {
-				return fmt.Errorf("run state: %w", err)
-			}
+		if err := d.store.Settle(j.Name, c.Settle, executor.RunID(j.Name, c.Settle), recs); err != nil {
+			return fmt.Errorf("audit missed fires of %s: %w", j.Name, err)
 		}
 	}
 	return nil
 }
 
 // goFire runs one fire outside the engine (catch-up, re-issue), tracked so
-// that Shutdown waits for it. reissue: see runFire.
-func (d *Daemon) goFire(name string, scheduled time.Time, reissue []string) {
+// that Shutdown waits for it. reissue and missed: see runFire.
+func (d *Daemon) goFire(name string, scheduled time.Time, reissue []string, missed *catchUpMissed) {
 	p, ok := d.enter()
 	if !ok {
 		return
 	}
 	go func() {
 		defer d.leave(p)
-		d.runFire(p, name, scheduled, reissue, reissue == nil)
+		d.runFire(p, name, scheduled, reissue, missed)
 	}()
 }
 
-// begin records the intent of a fire before any vendor call. It returns
-// false when the fire must not run: already done (also after the clock went
-// backwards), already in flight, or the intent could not be made durable.
-// A re-issue (reissue) runs despite its own intent, left in flight by a
-// crash; Store.Begin replaces that intent.
-func (d *Daemon) begin(j *executor.Job, scheduled time.Time, reissue bool) bool {
-	// The engine and catch-up may both see a fire at the daemon's start:
-	// the check and the intent are one step, so it runs once.
-	d.beginMu.Lock()
-	defer d.beginMu.Unlock()
-	st := d.store.Job(j.Name)
-	runID := executor.RunID(j.Name, scheduled)
-	if reissue {
-		st.InFlight = slices.DeleteFunc(st.InFlight, func(in state.Intent) bool { return in.RunID == runID })
+// claim returns the executor's BeginFunc for one fire: it claims the fire
+// in the run state and writes its run records (and a catch-up's missed
+// records) in one durable step, before any vendor call. The fire does not
+// run when it is already done (also after the clock went backwards) or in
+// flight; a re-issue (reissue) runs despite its own intent, left in flight
+// by a crash, which it replaces.
+func (d *Daemon) claim(j *executor.Job, scheduled time.Time, reissue bool, missed *catchUpMissed) executor.BeginFunc {
+	return func(runRecords []audit.Record) (bool, error) {
+		c := state.Claim{
+			Job: j.Name,
+			Intent: state.Intent{
+				RunID:      executor.RunID(j.Name, scheduled),
+				Scheduled:  scheduled,
+				Action:     j.Action,
+				Account:    j.Account,
+				Targets:    j.Targets,
+				Idempotent: j.Idempotent,
+				Started:    d.now(),
+			},
+			Reissue: reissue,
+			Records: runRecords,
+		}
+		if missed != nil && len(missed.records) > 0 {
+			c.Records = append(slices.Clip(missed.records), runRecords...)
+			c.Settled = missed.settled
+		}
+		ok, err := d.store.Claim(c)
+		if err != nil {
+			d.log.Error().Err(err).Str("job", j.Name).Time("scheduled", scheduled).
+				Msg("cannot record the fire's intent; skipping the fire rather than acting unrecorded")
+		}
+		return ok, err
 	}
-	if !state.ShouldRun(st, scheduled) {
-		d.log.Info().Str("job", j.Name).Time("scheduled", scheduled).Time("last_done", st.LastDone).
-			Msg("fire already done or in flight; not running it again")
-		return false
-	}
-	err := d.store.Begin(j.Name, state.Intent{
-		RunID:      runID,
-		Scheduled:  scheduled,
-		Action:     j.Action,
-		Account:    j.Account,
-		Targets:    j.Targets,
-		Idempotent: j.Idempotent,
-		Started:    d.now(),
-	})
-	if err != nil {
-		d.log.Error().Err(err).Str("job", j.Name).Time("scheduled", scheduled).
-			Msg("cannot record the fire's intent in the run state; skipping the fire rather than acting unrecorded")
-		return false
-	}
-	return true
 }
 
-// done records a fire's outcome in the run state, with the audit log's
-// tail, so that records deleted from the end of the log are noticed on the
-// next start.
+// done records a fire's outcome in the run state. Its records are in the
+// audit log already; the run state's database follows at its next
+// checkpoint.
 func (d *Daemon) done(name string, scheduled time.Time) {
 	if err := d.store.Done(name, scheduled, executor.RunID(name, scheduled)); err != nil {
 		d.log.Error().Err(err).Str("job", name).Time("scheduled", scheduled).
 			Msg("cannot record the fire's outcome in the run state; it may be re-evaluated after a restart")
-	}
-	d.saveAuditTail()
-}
-
-// saveAuditTail stores the audit log's last durable sequence number and
-// hash in the run state.
-func (d *Daemon) saveAuditTail() {
-	seq, hash := d.audit.Tail()
-	if seq == 0 {
-		return
-	}
-	if err := d.store.SetAuditTail(seq, hash); err != nil {
-		d.log.Error().Err(err).Msg("cannot record the audit log's tail in the run state")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/cloudcron/scheduler/internal/audit"
 	"github.com/cloudcron/scheduler/internal/executor"
 	"github.com/cloudcron/scheduler/internal/secret"
+	"github.com/cloudcron/scheduler/internal/state"
 )
 
 // TriggerOptions configures one manual run of a job.
@@ -51,7 +52,14 @@ func Trigger(ctx context.Context, o TriggerOptions) (executor.Outcome, error) {
 		return executor.Outcome{}, fmt.Errorf("open audit log: %w", err)
 	}
 	ex := executor.New(executor.Options{Log: o.Log, Audit: al, Now: o.Now, Concurrency: p.concurrency})
-	out := ex.Fire(ctx, p.jobs[o.Job], o.Now(), time.Time{})
+	// A manual run is not a scheduled fire: its intent records say so, and
+	// the daemon's run state leaves them out when it replays the log.
+	out := ex.FireWith(ctx, p.jobs[o.Job], o.Now(), time.Time{}, func(rs []audit.Record) (bool, error) {
+		for i := range rs {
+			rs[i].Detail += "; " + state.ManualTrigger
+		}
+		return true, al.AppendBatch(rs)
+	})
 	if cerr := al.Close(); cerr != nil {
 		return out, fmt.Errorf("close audit log: %w", cerr)
 	}

@@ -1,13 +1,9 @@
 package state
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,36 +11,54 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/cloudcron/scheduler/internal/audit"
 )
 
-// Format is the format marker of the state file this package reads and
-// writes.
-const Format = "scheduler-state/v1"
+// Format is the format marker of the run state this package writes: in
+// state.db's meta bucket, and in the marker left in place of a migrated
+// state.json.
+const Format = "scheduler-state/v2"
 
 // File names inside the state directory.
 const (
-	FileName     = "state.json"
-	LockName     = "state.lock"
-	tempPrefix   = FileName + ".tmp-"
-	checksumAlgo = "sha256:"
+	FileName      = "state.db"        // the bbolt database
+	LockName      = "state.lock"      // flock(2): one daemon per state.dir
+	auditTailName = "audit-tail.json" // the last checkpoint's audit tail, for readers while the daemon runs
+)
+
+// Buckets and keys of state.db.
+var (
+	bucketMeta    = []byte("meta")
+	bucketJobs    = []byte("jobs")
+	bucketIntents = []byte("intents")
+	keyFormat     = []byte("format")
+	keyAudit      = []byte("audit")
+	keyMigrated   = []byte("migrated")
 )
 
 // Sentinel errors, wrapped by the errors of Open and of the Store's methods.
 var (
-	// ErrCorrupt: the state file is damaged (not JSON, truncated, checksum
-	// mismatch, invalid content).
+	// ErrCorrupt: the run state is damaged (not a database, unreadable
+	// entries, a truncated or edited old state file).
 	ErrCorrupt = errors.New("state file corrupt")
-	// ErrForeign: the file is not a scheduler state file of this format.
+	// ErrForeign: the file is not a scheduler run state of a known format.
 	ErrForeign = errors.New("not a scheduler state file")
 	// ErrLocked: another process holds the state directory's lock.
 	ErrLocked = errors.New("state directory locked")
 	// ErrClosed: the Store was closed.
 	ErrClosed = errors.New("state store closed")
+	// ErrNoJournal: a journaled write (Claim, Settle with records) on a
+	// Store without Attach.
+	ErrNoJournal = errors.New("state: no journal attached")
 )
 
 // freshHint tells the operator how to get past a bad state file, and what
 // it costs.
-const freshHint = "move it aside (e.g. rename it to state.json.bad) to start with fresh run state; " +
+const freshHint = "move the state directory's files aside (e.g. into a folder named bad) to start with fresh run state; " +
 	"fires already done may then repeat, fires interrupted by a crash are not recovered " +
 	"and missed fires are not caught up"
 
@@ -81,7 +95,8 @@ type JobState struct {
 	// fires of a job that never fired.
 	Since time.Time `json:"since,omitzero"`
 	// LastDone is the scheduled time of the newest fire whose outcome was
-	// recorded; fires at or before it never run again.
+	// recorded (or that was audited missed); fires at or before it never
+	// run again.
 	LastDone time.Time `json:"last_done,omitzero"`
 	// LastRunID is the run id of the fire at LastDone.
 	LastRunID string `json:"last_run_id,omitempty"`
@@ -95,41 +110,68 @@ type PendingIntent struct {
 	Intent
 }
 
-// auditTail is the audit log's last record as known to the run state.
-type auditTail struct {
-	Seq  uint64 `json:"seq"`
-	Hash string `json:"hash"`
+// jobRec is a job's entry in the jobs bucket.
+type jobRec struct {
+	Since     time.Time `json:"since,omitzero"`
+	LastDone  time.Time `json:"last_done,omitzero"`
+	LastRunID string    `json:"last_run_id,omitempty"`
 }
 
-// data is the checksummed content of the state file.
-type data struct {
-	Audit auditTail            `json:"audit"`
-	Jobs  map[string]*JobState `json:"jobs"`
+// intentRec is an entry of the intents bucket, keyed by run id.
+type intentRec struct {
+	Job string `json:"job"`
+	Intent
 }
 
-// envelope is the state file.
-type envelope struct {
-	Format   string          `json:"format"`
-	Checksum string          `json:"checksum"`
-	State    json.RawMessage `json:"state"`
+// Journal is the durable log that carries the fire facts between two
+// checkpoints of the run state: the audit log. Its records are written
+// before the daemon acts on them, so the run state need not be made
+// durable on the fire's path; see the package doc.
+type Journal interface {
+	// AppendBatch makes records durable, in order, in one step.
+	AppendBatch([]audit.Record) error
+	// Tail returns the seq and hash of the newest durable record.
+	Tail() (seq uint64, hash string)
 }
 
-// Store is the run state of one state directory. Its methods are safe for
-// concurrent use; each change is durable when it returns.
+// Store is the run state of one state directory, kept in memory and in
+// state.db (bbolt), keyed per job and per fire. Its methods are safe for
+// concurrent use. See the package doc for when a change is durable.
 type Store struct {
 	dir, path string
 	lock      *os.File
+	db        *bolt.DB
 	leftovers []string
+	notes     []string
 
-	mu      sync.Mutex
-	d       *data // never mutated in place: changes copy, save, then swap
-	pending map[string]bool
-	closed  bool
+	// cut makes each journaled write (records appended, memory changed)
+	// one step that a checkpoint never splits: writers hold it shared, a
+	// checkpoint's snapshot holds it exclusively.
+	cut     sync.RWMutex
+	flushMu sync.Mutex // one checkpoint at a time, in order
+
+	mu           sync.Mutex
+	jobs         map[string]*jobRec
+	intents      map[string]*intentRec            // by run id
+	byJob        map[string]map[string]*intentRec // job -> run id -> intent
+	pending      map[string]bool                  // run ids left by the previous process
+	tail         auditTail                        // the journal tail the stored state covers
+	dirtyJobs    map[string]bool
+	dirtyIntents map[string]bool
+	dirtyTail    bool
+	closed       bool
+
+	journal  Journal
+	onError  func(error)
+	interval time.Duration
+	kick     chan struct{}
+	stop     chan struct{}
+	stopped  chan struct{}
 }
 
 // Open opens the run state in dir, creating dir (mode 0700) and an empty
-// state if missing, and locks dir against other processes until Close.
-// See FileError for the state files it refuses.
+// state if missing, migrating an old state.json, and locks dir against
+// other processes until Close. See FileError for the files it refuses.
 func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state: create directory: %w", err)
@@ -138,231 +180,267 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, path: filepath.Join(dir, FileName), lock: lock}
+	s := &Store{
+		dir: dir, path: filepath.Join(dir, FileName), lock: lock,
+		jobs: map[string]*jobRec{}, intents: map[string]*intentRec{}, byJob: map[string]map[string]*intentRec{},
+		pending: map[string]bool{}, dirtyJobs: map[string]bool{}, dirtyIntents: map[string]bool{},
+	}
 	ok := false
 	defer func() {
 		if !ok {
+			if s.db != nil {
+				s.db.Close()
+			}
 			lock.Close()
 		}
 	}()
 	if s.leftovers, err = removeLeftovers(dir); err != nil {
 		return nil, err
 	}
-	if s.d, err = load(s.path); err != nil {
+	v1Path := filepath.Join(dir, FileNameV1)
+	old, v1Present, v1Migrated, err := loadV1(v1Path)
+	if err != nil {
 		return nil, err
 	}
-	s.pending = map[string]bool{}
-	for _, js := range s.d.Jobs {
-		for _, in := range js.InFlight {
-			s.pending[in.RunID] = true
+	_, statErr := os.Stat(s.path)
+	existed := statErr == nil
+	if !existed && v1Present && v1Migrated {
+		return nil, &FileError{Path: s.path, Kind: ErrCorrupt,
+			Problem: "missing, but " + v1Path + " says the run state moved into it: it was deleted or moved"}
+	}
+	s.db, err = bolt.Open(s.path, 0o600, &bolt.Options{
+		Timeout:        time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("state: %s is held by another process: %w", s.path, ErrLocked)
 		}
+		return nil, &FileError{Path: s.path, Problem: "not a readable run-state database: " + err.Error(), Kind: ErrCorrupt}
+	}
+	if err := s.checkFormat(existed); err != nil {
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	if v1Present && !v1Migrated {
+		if err := s.migrateV1(old, v1Path); err != nil {
+			return nil, err
+		}
+	}
+	for id := range s.intents {
+		s.pending[id] = true
 	}
 	ok = true
 	return s, nil
 }
 
-// removeLeftovers deletes temporary files a crash left between writing
-// and renaming; it runs under the lock, so none is being written.
-func removeLeftovers(dir string) ([]string, error) {
-	matches, err := filepath.Glob(filepath.Join(dir, tempPrefix+"*"))
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
-	}
-	for _, m := range matches {
-		if err := os.Remove(m); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("state: remove leftover temporary file: %w", err)
-		}
-	}
-	return matches, nil
-}
-
-// load reads the state file; a missing file is an empty state.
-func load(path string) (*data, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &data{Jobs: map[string]*JobState{}}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("state: read %s: %w", path, err)
-	}
-	corrupt := func(format string, args ...any) error {
-		return &FileError{Path: path, Problem: fmt.Sprintf(format, args...), Kind: ErrCorrupt}
-	}
-	foreign := func(format string, args ...any) error {
-		return &FileError{Path: path, Problem: fmt.Sprintf(format, args...), Kind: ErrForeign}
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, corrupt("file is empty (%d bytes)", len(b))
-	}
-	var env envelope
-	if err := json.Unmarshal(b, &env); err != nil {
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) { // truncation is a SyntaxError too
-			return nil, corrupt("not valid JSON (truncated or damaged): %v", err)
-		}
-		return nil, foreign("not a scheduler state file (%v)", err)
-	}
-	switch {
-	case env.Format == "":
-		return nil, foreign("no format marker; a scheduler state file starts with \"format\": %q", Format)
-	case env.Format != Format:
-		return nil, foreign("format %q; this scheduler reads %q", env.Format, Format)
-	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, env.State); err != nil || len(env.State) == 0 {
-		return nil, corrupt("no state content")
-	}
-	if want := checksum(compact.Bytes()); env.Checksum != want {
-		return nil, corrupt("checksum mismatch (file says %q, content hashes to %q): edited or damaged", env.Checksum, want)
-	}
-	d := &data{}
-	dec := json.NewDecoder(bytes.NewReader(compact.Bytes()))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(d); err != nil {
-		return nil, corrupt("invalid content: %v", err)
-	}
-	if d.Jobs == nil {
-		d.Jobs = map[string]*JobState{}
-	}
-	for name, js := range d.Jobs {
-		if name == "" || js == nil {
-			return nil, corrupt("invalid content: empty job entry")
-		}
-		for _, in := range js.InFlight {
-			if in.RunID == "" || in.Scheduled.IsZero() {
-				return nil, corrupt("invalid content: job %q has an in-flight entry without run_id or scheduled", name)
+// checkFormat creates the buckets of a new database and checks the format
+// marker of an existing one.
+func (s *Store) checkFormat(existed bool) error {
+	var problem string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			if existed && (tx.Bucket(bucketJobs) != nil || tx.Bucket(bucketIntents) != nil) {
+				problem = "no format marker"
+				return nil
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := meta.Put(keyFormat, []byte(Format)); err != nil {
+				return err
 			}
 		}
-	}
-	return d, nil
-}
-
-func checksum(b []byte) string {
-	sum := sha256.Sum256(b)
-	return checksumAlgo + hex.EncodeToString(sum[:])
-}
-
-// save writes d crash-safely: temp file, fsync, rename, fsync directory.
-func (s *Store) save(d *data) error {
-	body, err := json.Marshal(d)
-	if err != nil {
-		return fmt.Errorf("state: encode: %w", err)
-	}
-	out, err := json.MarshalIndent(envelope{Format: Format, Checksum: checksum(body), State: body}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("state: encode: %w", err)
-	}
-	out = append(out, '\n')
-	f, err := os.CreateTemp(s.dir, tempPrefix+"*")
+		if f := string(meta.Get(keyFormat)); f != Format {
+			problem = fmt.Sprintf("format %q; this scheduler reads %q", f, Format)
+			return nil
+		}
+		for _, b := range [][]byte{bucketJobs, bucketIntents} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("state: write %s: %w", s.path, err)
 	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("state: write %s: %w", s.path, err)
+	if problem != "" {
+		return &FileError{Path: s.path, Problem: problem, Kind: ErrForeign}
 	}
-	if _, err := f.Write(out); err != nil {
-		return fail(err)
+	return nil
+}
+
+// load reads the whole database into memory.
+func (s *Store) load() error {
+	corrupt := func(format string, args ...any) error {
+		return &FileError{Path: s.path, Problem: fmt.Sprintf(format, args...), Kind: ErrCorrupt}
 	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
+	return s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMeta).Get(keyAudit); b != nil {
+			if err := json.Unmarshal(b, &s.tail); err != nil {
+				return corrupt("meta/audit: %v", err)
+			}
+		}
+		if err := tx.Bucket(bucketJobs).ForEach(func(k, v []byte) error {
+			r := &jobRec{}
+			if err := json.Unmarshal(v, r); err != nil || len(k) == 0 {
+				return corrupt("jobs/%q: unreadable entry (%v)", k, err)
+			}
+			s.jobs[string(k)] = r
+			return nil
+		}); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketIntents).ForEach(func(k, v []byte) error {
+			r := &intentRec{}
+			if err := json.Unmarshal(v, r); err != nil {
+				return corrupt("intents/%q: unreadable entry (%v)", k, err)
+			}
+			if r.Job == "" || r.RunID != string(k) || r.Scheduled.IsZero() {
+				return corrupt("intents/%q: entry without job, run id or scheduled time", k)
+			}
+			s.putIntentLocked(r)
+			return nil
+		})
+	})
+}
+
+// migrateV1 moves an old state.json into the database: one transaction
+// with every job and intent, then the old file is kept as state.json.v1
+// and replaced by a marker that older binaries refuse.
+func (s *Store) migrateV1(old *dataV1, v1Path string) error {
+	var migratedAt []byte
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		migratedAt = tx.Bucket(bucketMeta).Get(keyMigrated)
+		return nil
+	}); err != nil {
+		return err
 	}
-	if err := f.Close(); err != nil {
-		return fail(err)
+	if migratedAt == nil {
+		if len(s.jobs) > 0 || len(s.intents) > 0 {
+			return &FileError{Path: v1Path, Kind: ErrForeign,
+				Problem: "an old-format state file next to " + s.path + ", which already holds run state: " +
+					"an older scheduler ran here after the upgrade; keep one of them"}
+		}
+		for name, js := range old.Jobs {
+			s.jobs[name] = &jobRec{Since: js.Since, LastDone: js.LastDone, LastRunID: js.LastRunID}
+			s.dirtyJobs[name] = true
+			for _, in := range js.InFlight {
+				in.Targets = slices.Clone(in.Targets)
+				s.putIntentLocked(&intentRec{Job: name, Intent: in})
+				s.dirtyIntents[in.RunID] = true
+			}
+		}
+		s.tail, s.dirtyTail = old.Audit, true
+		stamp := []byte(time.Now().UTC().Format(time.RFC3339))
+		if err := s.flushWith(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyMigrated, stamp) }); err != nil {
+			return err
+		}
+		s.notes = append(s.notes, fmt.Sprintf("migrated the run state of %d jobs from %s into %s; the old file is kept as %s",
+			len(old.Jobs), v1Path, s.path, movedV1Name))
 	}
-	if testHookBeforeRename != nil {
-		if err := testHookBeforeRename(tmp); err != nil {
-			return fmt.Errorf("state: write %s: %w", s.path, err)
+	b, err := os.ReadFile(v1Path)
+	if err != nil {
+		return fmt.Errorf("state: migrate %s: %w", v1Path, err)
+	}
+	if err := writeFileSync(filepath.Join(s.dir, movedV1Name), b); err != nil {
+		return fmt.Errorf("state: migrate %s: keep a copy: %w", v1Path, err)
+	}
+	if err := writeFileSync(v1Path, stubV1()); err != nil {
+		return fmt.Errorf("state: migrate %s: leave the marker: %w", v1Path, err)
+	}
+	return nil
+}
+
+func (s *Store) putIntentLocked(r *intentRec) {
+	if old := s.intents[r.RunID]; old != nil && old.Job != r.Job {
+		s.dropIntentLocked(r.RunID)
+	}
+	s.intents[r.RunID] = r
+	m := s.byJob[r.Job]
+	if m == nil {
+		m = map[string]*intentRec{}
+		s.byJob[r.Job] = m
+	}
+	m[r.RunID] = r
+}
+
+func (s *Store) dropIntentLocked(runID string) {
+	r := s.intents[runID]
+	if r == nil {
+		return
+	}
+	delete(s.intents, runID)
+	if m := s.byJob[r.Job]; m != nil {
+		delete(m, runID)
+		if len(m) == 0 {
+			delete(s.byJob, r.Job)
 		}
 	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("state: write %s: %w", s.path, err)
-	}
-	if err := syncDir(s.dir); err != nil {
-		return fmt.Errorf("state: write %s: sync directory: %w", s.path, err)
-	}
-	return nil
+	s.dirtyIntents[runID] = true
 }
 
-// testHookBeforeRename, when set by a test, runs after the temporary file
-// is complete and before the rename; an error aborts the save there, as a
-// crash would (the temporary file stays).
-var testHookBeforeRename func(tmp string) error
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
+func (s *Store) jobLocked(name string) *jobRec {
+	r := s.jobs[name]
+	if r == nil {
+		r = &jobRec{}
+		s.jobs[name] = r
 	}
-	if err := d.Sync(); err != nil {
-		d.Close()
-		return err
-	}
-	return d.Close()
+	return r
 }
 
-// clone returns a deep copy of d.
-func (d *data) clone() *data {
-	c := &data{Audit: d.Audit, Jobs: make(map[string]*JobState, len(d.Jobs))}
-	for name, js := range d.Jobs {
-		c.Jobs[name] = js.clone()
+// doneLocked settles the fire runID of job scheduled at scheduled.
+func (s *Store) doneLocked(job string, scheduled time.Time, runID string) {
+	s.dropIntentLocked(runID)
+	delete(s.pending, runID)
+	r := s.jobLocked(job)
+	if !scheduled.Before(r.LastDone) {
+		r.LastDone, r.LastRunID = scheduled, runID
 	}
-	return c
+	s.dirtyJobs[job] = true
 }
 
-func (js *JobState) clone() *JobState {
-	c := *js
-	c.InFlight = make([]Intent, len(js.InFlight))
-	for i, in := range js.InFlight {
-		in.Targets = slices.Clone(in.Targets)
-		c.InFlight[i] = in
-	}
-	if len(c.InFlight) == 0 {
-		c.InFlight = nil
-	}
-	return &c
-}
-
-// update applies change to a copy of the state and, if change reports a
-// difference, saves it and makes it current.
-func (s *Store) update(change func(d *data) (changed bool, err error)) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	d := s.d.clone()
-	changed, err := change(d)
-	if err != nil || !changed {
-		return err
-	}
-	if err := s.save(d); err != nil {
-		return err
-	}
-	s.d = d
-	return nil
-}
-
-// Path returns the state file's path.
+// Path returns the database's path.
 func (s *Store) Path() string { return s.path }
 
 // Leftovers returns the temporary files Open removed: writes a crash
-// interrupted before their rename, so the state file holds the version
-// before them.
+// interrupted before their rename.
 func (s *Store) Leftovers() []string { return slices.Clone(s.leftovers) }
+
+// Notes returns what Open did that the operator should know, such as a
+// migration of an old state file, for the daemon to log.
+func (s *Store) Notes() []string { return slices.Clone(s.notes) }
 
 // Job returns a copy of the state of job; the zero JobState if unknown.
 func (s *Store) Job(name string) JobState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	js := s.d.Jobs[name]
-	if js == nil {
-		return JobState{}
+	return s.jobStateLocked(name)
+}
+
+func (s *Store) jobStateLocked(name string) JobState {
+	var js JobState
+	if r := s.jobs[name]; r != nil {
+		js.Since, js.LastDone, js.LastRunID = r.Since, r.LastDone, r.LastRunID
 	}
-	return *js.clone()
+	for _, in := range s.byJob[name] {
+		c := in.Intent
+		c.Targets = slices.Clone(c.Targets)
+		js.InFlight = append(js.InFlight, c)
+	}
+	slices.SortFunc(js.InFlight, func(a, b Intent) int {
+		if c := a.Scheduled.Compare(b.Scheduled); c != 0 {
+			return c
+		}
+		return strings.Compare(a.RunID, b.RunID)
+	})
+	return js
 }
 
 // Jobs returns the names of the jobs with state, sorted, so the daemon can
@@ -370,143 +448,168 @@ func (s *Store) Job(name string) JobState {
 func (s *Store) Jobs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	names := make([]string, 0, len(s.d.Jobs))
-	for name := range s.d.Jobs {
+	names := make([]string, 0, len(s.jobs))
+	for name := range s.jobs {
 		names = append(names, name)
+	}
+	for name := range s.byJob {
+		if s.jobs[name] == nil {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	return names
 }
 
+// change applies fn to the memory state and makes it durable: at once
+// (one database transaction) without a journal or when sync is set, else
+// with the next checkpoint.
+func (s *Store) change(sync bool, fn func() (changed bool)) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	changed := fn()
+	journaled := s.journal != nil
+	s.mu.Unlock()
+	if !changed {
+		return nil
+	}
+	if journaled && !sync {
+		s.schedule()
+		return nil
+	}
+	return s.Checkpoint()
+}
+
 // Register records that job exists as of now, setting Since if it has none;
-// a job already registered keeps its Since.
+// a job already registered keeps its Since. It is durable when it returns.
 func (s *Store) Register(job string, now time.Time) error {
 	if job == "" || now.IsZero() {
 		return errors.New("state: register: empty job name or zero time")
 	}
-	return s.update(func(d *data) (bool, error) {
-		js := d.job(job)
-		if !js.Since.IsZero() {
-			return false, nil
+	return s.Sync(nil, []string{job}, now)
+}
+
+// Sync registers every job of register (as Register does) and forgets every
+// job of forget (as Forget does), in one durable write whatever their
+// number: the daemon calls it once on start and once per reload.
+func (s *Store) Sync(forget, register []string, now time.Time) error {
+	if now.IsZero() {
+		return errors.New("state: sync: zero time")
+	}
+	return s.change(true, func() bool {
+		changed := false
+		for _, job := range register {
+			if job == "" {
+				continue
+			}
+			r := s.jobLocked(job)
+			if r.Since.IsZero() {
+				r.Since = now
+				s.dirtyJobs[job] = true
+				changed = true
+			}
 		}
-		js.Since = now
-		return true, nil
+		for _, job := range forget {
+			if s.forgetLocked(job) {
+				changed = true
+			}
+		}
+		return changed
 	})
 }
 
-func (d *data) job(name string) *JobState {
-	js := d.Jobs[name]
-	if js == nil {
-		js = &JobState{}
-		d.Jobs[name] = js
-	}
-	return js
-}
-
-// Begin records the intent of a fire of job before its first vendor call;
-// it is durable when Begin returns. An intent with the same RunID replaces
-// the earlier one (a re-issue after a crash).
+// Begin records the intent of a fire of job and makes it durable in the
+// database before it returns; an intent with the same RunID replaces the
+// earlier one. The daemon uses Claim instead, which makes the intent
+// durable in the journal together with the fire's audit records; Begin is
+// for tools and tests that prepare a run state.
 func (s *Store) Begin(job string, in Intent) error {
 	if job == "" || in.RunID == "" || in.Scheduled.IsZero() {
 		return fmt.Errorf("state: begin %q: need a job name, run id and scheduled time", in.RunID)
 	}
 	in.Targets = slices.Clone(in.Targets)
-	return s.update(func(d *data) (bool, error) {
-		js := d.job(job)
-		js.InFlight = slices.DeleteFunc(js.InFlight, func(x Intent) bool { return x.RunID == in.RunID })
-		js.InFlight = append(js.InFlight, in)
-		slices.SortStableFunc(js.InFlight, func(a, b Intent) int { return a.Scheduled.Compare(b.Scheduled) })
-		return true, nil
+	return s.change(true, func() bool {
+		s.putIntentLocked(&intentRec{Job: job, Intent: in})
+		s.dirtyIntents[in.RunID] = true
+		return true
 	})
 }
 
 // Done records that the outcome of the fire of job scheduled at scheduled
 // (run id runID) is recorded, whatever it was (success, failure, skipped,
 // unknown after a crash, or missed): LastDone becomes the later of
-// LastDone and scheduled, and the fire's intent, if any, is removed. It is
-// durable when Done returns.
+// LastDone and scheduled, and the fire's intent, if any, is removed.
+// Without a journal it is durable when Done returns; with one, the
+// outcome's records in the journal already are, and the run state follows
+// at the next checkpoint.
 func (s *Store) Done(job string, scheduled time.Time, runID string) error {
 	if job == "" || scheduled.IsZero() {
 		return fmt.Errorf("state: done %q: need a job name and scheduled time", runID)
 	}
-	err := s.update(func(d *data) (bool, error) {
-		js := d.job(job)
-		js.InFlight = slices.DeleteFunc(js.InFlight, func(x Intent) bool { return x.RunID == runID })
-		if len(js.InFlight) == 0 {
-			js.InFlight = nil
-		}
-		if !scheduled.Before(js.LastDone) {
-			js.LastDone, js.LastRunID = scheduled, runID
-		}
-		return true, nil
+	return s.change(false, func() bool {
+		s.doneLocked(job, scheduled, runID)
+		return true
 	})
-	if err == nil {
-		s.mu.Lock()
-		delete(s.pending, runID)
-		s.mu.Unlock()
-	}
-	return err
 }
 
 // Forget drops the state of a job removed from the configuration: Since,
 // LastDone and LastRunID, so that a job later added again under the same
 // name starts fresh (fires while it was absent are not caught up). Intents
 // still in flight are kept until Done, so a crash during a removed job's
-// last fire is still recovered; the entry disappears once none is left.
+// last fire is still recovered.
 func (s *Store) Forget(job string) error {
-	return s.update(func(d *data) (bool, error) {
-		js := d.Jobs[job]
-		if js == nil {
-			return false, nil
-		}
-		if len(js.InFlight) == 0 {
-			delete(d.Jobs, job)
-			return true, nil
-		}
-		if js.Since.IsZero() && js.LastDone.IsZero() && js.LastRunID == "" {
-			return false, nil
-		}
-		js.Since, js.LastDone, js.LastRunID = time.Time{}, time.Time{}, ""
-		return true, nil
-	})
+	return s.Sync([]string{job}, nil, time.Unix(0, 1))
+}
+
+func (s *Store) forgetLocked(job string) bool {
+	if s.jobs[job] == nil {
+		return false
+	}
+	delete(s.jobs, job)
+	s.dirtyJobs[job] = true
+	return true
 }
 
 // SetAuditTail records the audit log's last sequence number and record
-// hash, so a truncated log tail is detected on the next start. It writes
-// the whole state file: call it per group commit, not per record, if the
-// rate matters.
+// hash, so a truncated log tail is detected on the next start. With a
+// journal attached the checkpoints record the journal's tail themselves
+// and this does nothing.
 func (s *Store) SetAuditTail(seq uint64, hash string) error {
-	return s.update(func(d *data) (bool, error) {
-		if d.Audit.Seq == seq && d.Audit.Hash == hash {
-			return false, nil
+	return s.change(true, func() bool {
+		if s.journal != nil || (s.tail.Seq == seq && s.tail.Hash == hash) {
+			return false
 		}
-		d.Audit = auditTail{Seq: seq, Hash: hash}
-		return true, nil
+		s.tail, s.dirtyTail = auditTail{Seq: seq, Hash: hash}, true
+		return true
 	})
 }
 
-// AuditTail returns the sequence number and hash last given to
-// SetAuditTail; 0 and "" if never set.
+// AuditTail returns the audit log's sequence number and hash that the
+// stored run state covers; 0 and "" if never set.
 func (s *Store) AuditTail() (seq uint64, hash string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.d.Audit.Seq, s.d.Audit.Hash
+	return s.tail.Seq, s.tail.Hash
 }
 
 // Pending returns the intents that were in flight when the state was
-// opened (left by a crash or kill) and are not Done yet, oldest first.
-// Intents begun by this process are not included.
+// opened or attached (left by a crash or kill) and are not Done yet,
+// oldest first. Intents begun by this process are not included.
 func (s *Store) Pending() []PendingIntent {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []PendingIntent
-	for name, js := range s.d.Jobs {
-		for _, in := range js.InFlight {
-			if s.pending[in.RunID] {
-				in.Targets = slices.Clone(in.Targets)
-				out = append(out, PendingIntent{Job: name, Intent: in})
-			}
+	for id := range s.pending {
+		in := s.intents[id]
+		if in == nil {
+			continue
 		}
+		c := in.Intent
+		c.Targets = slices.Clone(c.Targets)
+		out = append(out, PendingIntent{Job: in.Job, Intent: c})
 	}
 	slices.SortFunc(out, func(a, b PendingIntent) int {
 		if c := a.Scheduled.Compare(b.Scheduled); c != 0 {
@@ -517,27 +620,187 @@ func (s *Store) Pending() []PendingIntent {
 	return out
 }
 
-// Close releases the directory lock. Further changes fail with ErrClosed;
-// reads still answer from the last state.
-func (s *Store) Close() error {
+// Checkpoint writes every change not yet in the database in one
+// transaction, with the journal's tail if one is attached. It costs the
+// changed entries, not the size of the state.
+func (s *Store) Checkpoint() error { return s.flushWith(nil) }
+
+func (s *Store) flushWith(extra func(*bolt.Tx) error) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	// The snapshot: no journaled write is half done while it is taken, so
+	// the state written covers exactly the journal up to its tail.
+	s.cut.Lock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	if s.journal != nil {
+		if seq, hash := s.journal.Tail(); seq != s.tail.Seq || hash != s.tail.Hash {
+			s.tail, s.dirtyTail = auditTail{Seq: seq, Hash: hash}, true
+		}
+	}
+	jobs := make(map[string][]byte, len(s.dirtyJobs))
+	for name := range s.dirtyJobs {
+		var v []byte
+		if r := s.jobs[name]; r != nil {
+			v, _ = json.Marshal(r)
+		}
+		jobs[name] = v
+	}
+	intents := make(map[string][]byte, len(s.dirtyIntents))
+	for id := range s.dirtyIntents {
+		var v []byte
+		if r := s.intents[id]; r != nil {
+			v, _ = json.Marshal(r)
+		}
+		intents[id] = v
+	}
+	var tail []byte
+	if s.dirtyTail {
+		tail, _ = json.Marshal(s.tail)
+	}
+	t := s.tail
+	clear(s.dirtyJobs)
+	clear(s.dirtyIntents)
+	s.dirtyTail = false
+	s.mu.Unlock()
+	s.cut.Unlock()
+
+	if len(jobs) == 0 && len(intents) == 0 && tail == nil && extra == nil {
 		return nil
 	}
-	s.closed = true
-	return s.lock.Close()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := putAll(tx.Bucket(bucketJobs), jobs); err != nil {
+			return err
+		}
+		if err := putAll(tx.Bucket(bucketIntents), intents); err != nil {
+			return err
+		}
+		if tail != nil {
+			if err := tx.Bucket(bucketMeta).Put(keyAudit, tail); err != nil {
+				return err
+			}
+		}
+		if extra != nil {
+			return extra(tx)
+		}
+		return nil
+	})
+	if err != nil {
+		s.mu.Lock()
+		for k := range jobs {
+			s.dirtyJobs[k] = true
+		}
+		for k := range intents {
+			s.dirtyIntents[k] = true
+		}
+		if tail != nil {
+			s.dirtyTail = true
+		}
+		s.mu.Unlock()
+		return fmt.Errorf("state: write %s: %w", s.path, err)
+	}
+	if tail != nil {
+		writeAuditTailHint(s.dir, t)
+	}
+	return nil
 }
 
-// ReadAuditTail reads the audit log's last sequence number and hash from
-// the run state in dir without taking its lock, so that `scheduler audit
-// verify` can check for records cut from the end while the daemon runs
-// (the file is only ever replaced whole, by rename). A missing state is
-// seq 0.
-func ReadAuditTail(dir string) (seq uint64, hash string, err error) {
-	d, err := load(filepath.Join(dir, FileName))
-	if err != nil {
-		return 0, "", err
+func putAll(b *bolt.Bucket, kv map[string][]byte) error {
+	for k, v := range kv {
+		var err error
+		if v == nil {
+			err = b.Delete([]byte(k))
+		} else {
+			err = b.Put([]byte(k), v)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return d.Audit.Seq, d.Audit.Hash, nil
+	return nil
+}
+
+// writeAuditTailHint leaves the checkpoint's audit tail where `scheduler
+// audit verify` can read it while the daemon holds the database. It is a
+// hint, not the record: written by rename, without fsync, and ignored on
+// error.
+func writeAuditTailHint(dir string, t auditTail) {
+	b, _ := json.Marshal(t)
+	f, err := os.CreateTemp(dir, auditTailName+".tmp-*")
+	if err != nil {
+		return
+	}
+	_, werr := f.Write(append(b, '\n'))
+	cerr := f.Close()
+	if werr != nil || cerr != nil || os.Rename(f.Name(), filepath.Join(dir, auditTailName)) != nil {
+		os.Remove(f.Name())
+	}
+}
+
+// Close writes what is not yet in the database, releases the directory
+// lock and closes the database. Further changes fail with ErrClosed; reads
+// still answer from memory.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	stop := s.stop
+	s.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-s.stopped
+	}
+	err := s.Checkpoint()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	if cerr := s.db.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("state: close %s: %w", s.path, cerr))
+	}
+	return errors.Join(err, s.lock.Close())
+}
+
+// ReadAuditTail reads the audit log's last sequence number and hash as the
+// run state in dir recorded them, without taking its lock, so that
+// `scheduler audit verify` can check for records cut from the end while the
+// daemon runs. A missing state is seq 0.
+func ReadAuditTail(dir string) (seq uint64, hash string, err error) {
+	path := filepath.Join(dir, FileName)
+	if _, serr := os.Stat(path); serr != nil {
+		d, present, migrated, err := loadV1(filepath.Join(dir, FileNameV1))
+		if err != nil || !present || migrated {
+			return 0, "", err
+		}
+		return d.Audit.Seq, d.Audit.Hash, nil
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
+	if err == nil {
+		defer db.Close()
+		var t auditTail
+		err = db.View(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil || string(meta.Get(keyFormat)) != Format {
+				return &FileError{Path: path, Problem: "no run state of format " + Format, Kind: ErrForeign}
+			}
+			if b := meta.Get(keyAudit); b != nil {
+				return json.Unmarshal(b, &t)
+			}
+			return nil
+		})
+		return t.Seq, t.Hash, err
+	}
+	if !errors.Is(err, bolterrors.ErrTimeout) {
+		return 0, "", fmt.Errorf("state: read %s: %w", path, err)
+	}
+	// The daemon holds the database: read the hint of its last checkpoint.
+	b, herr := os.ReadFile(filepath.Join(dir, auditTailName))
+	if herr != nil {
+		return 0, "", fmt.Errorf("state: %s is in use and its audit tail hint is unreadable: %w", path, herr)
+	}
+	var t auditTail
+	if err := json.Unmarshal(b, &t); err != nil {
+		return 0, "", fmt.Errorf("state: %s: %w", filepath.Join(dir, auditTailName), err)
+	}
+	return t.Seq, t.Hash, nil
 }

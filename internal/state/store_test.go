@@ -38,9 +38,6 @@ func TestOpenCreatesPrivateDirAndFile(t *testing.T) {
 	if perm := fi.Mode().Perm(); perm != 0o700 {
 		t.Errorf("state dir mode = %o; want 700", perm)
 	}
-	if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("state file exists before any change (err %v)", err)
-	}
 	if err := s.Register("nightly", t0); err != nil {
 		t.Fatal(err)
 	}
@@ -51,9 +48,12 @@ func TestOpenCreatesPrivateDirAndFile(t *testing.T) {
 	if perm := fi.Mode().Perm(); perm != 0o600 {
 		t.Errorf("state file mode = %o; want 600", perm)
 	}
-	b, _ := os.ReadFile(s.Path())
-	if !bytes.Contains(b, []byte(`"format": "scheduler-state/v1"`)) || !bytes.Contains(b, []byte(`"checksum": "sha256:`)) {
-		t.Errorf("state file lacks format marker or checksum:\n%s", b)
+	must(t, s.Close())
+	if _, _, err := ReadAuditTail(dir); err != nil {
+		t.Errorf("ReadAuditTail of a closed state = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileNameV1)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a new state dir has a %s (err %v)", FileNameV1, err)
 	}
 }
 
@@ -167,8 +167,8 @@ func TestBadArguments(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("bad calls wrote the state file")
+	if got := s.Jobs(); len(got) != 0 {
+		t.Errorf("bad calls changed the state: jobs %v", got)
 	}
 }
 
@@ -249,19 +249,21 @@ func TestClosed(t *testing.T) {
 	must(t, s.Close()) // twice is fine
 }
 
-// validFile writes a good state file into a new dir and returns the dir and
-// the file's bytes.
+// validFile writes a good old-format (v1) state file into a new dir and
+// returns the dir and the file's bytes.
 func validFile(t *testing.T) (string, []byte) {
 	t.Helper()
 	dir := t.TempDir()
-	s := mustOpen(t, dir)
-	must(t, s.Register("nightly-stop", t0))
-	must(t, s.Done("nightly-stop", t0.Add(time.Hour), "nightly-stop@x"))
-	must(t, s.Close())
-	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	d := &dataV1{Audit: auditTail{Seq: 7, Hash: "h7"}, Jobs: map[string]*JobState{
+		"nightly-stop": {Since: t0, LastDone: t0.Add(time.Hour), LastRunID: "nightly-stop@x"},
+		"morning-start": {Since: t0, InFlight: []Intent{{RunID: "morning-start@1", Scheduled: t0.Add(13 * time.Hour),
+			Action: "scnet.notebook.start", Account: "a", Targets: []string{"n1", "n2"}, Idempotent: true}}},
+	}}
+	b, err := encodeV1(d)
 	if err != nil {
 		t.Fatal(err)
 	}
+	must(t, os.WriteFile(filepath.Join(dir, FileNameV1), b, 0o600))
 	return dir, b
 }
 
@@ -292,21 +294,21 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 		{"foreign object", func() []byte { return []byte(`{"jobs": {"a": 1}}`) }, ErrForeign, "no format marker"},
 		{"foreign array", func() []byte { return []byte(`[1, 2]`) }, ErrForeign, "not a scheduler state file"},
 		{"newer format", func() []byte {
-			return bytes.Replace(good, []byte(Format), []byte("scheduler-state/v2"), 1)
-		}, ErrForeign, `format "scheduler-state/v2"`},
+			return bytes.Replace(good, []byte(FormatV1), []byte("scheduler-state/v9"), 1)
+		}, ErrForeign, `format "scheduler-state/v9"`},
 		{"valid checksum, unknown field", func() []byte {
 			body := []byte(`{"audit":{"seq":0,"hash":""},"jobs":{},"extra":1}`)
-			return fmt.Appendf(nil, `{"format":%q,"checksum":%q,"state":%s}`, Format, checksum(body), body)
+			return fmt.Appendf(nil, `{"format":%q,"checksum":%q,"state":%s}`, FormatV1, checksum(body), body)
 		}, ErrCorrupt, "invalid content"},
 		{"valid checksum, intent without run id", func() []byte {
 			body := []byte(`{"audit":{"seq":0,"hash":""},"jobs":{"j":{"in_flight":[{"run_id":"","scheduled":"2026-01-01T00:00:00Z"}]}}}`)
-			return fmt.Appendf(nil, `{"format":%q,"checksum":%q,"state":%s}`, Format, checksum(body), body)
+			return fmt.Appendf(nil, `{"format":%q,"checksum":%q,"state":%s}`, FormatV1, checksum(body), body)
 		}, ErrCorrupt, "without run_id"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			path := filepath.Join(dir, FileName)
+			path := filepath.Join(dir, FileNameV1)
 			content := tc.content()
 			if err := os.WriteFile(path, content, 0o600); err != nil {
 				t.Fatal(err)
@@ -321,14 +323,18 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 				t.Fatalf("Open = %v; want a FileError for %s wrapping %v", err, path, tc.kind)
 			}
 			msg := err.Error()
-			for _, want := range []string{path, tc.problem, "move it aside", "fires already done may then repeat"} {
+			for _, want := range []string{path, tc.problem, "aside", "fires already done may then repeat"} {
 				if !strings.Contains(msg, want) {
 					t.Errorf("Open error %q lacks %q", msg, want)
 				}
 			}
-			// Never a silent reset: the file is untouched and the lock released.
+			// Never a silent reset: the file is untouched, no database was
+			// made beside it, and the lock is released.
 			if after, _ := os.ReadFile(path); !bytes.Equal(after, content) {
 				t.Errorf("Open changed the refused file")
+			}
+			if _, err := os.Stat(filepath.Join(dir, FileName)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("Open created %s beside a refused state file", FileName)
 			}
 			must(t, os.Rename(path, path+".bad"))
 			mustOpen(t, dir) // the lock was released; a fresh start works
@@ -344,60 +350,11 @@ func TestOpenAcceptsReformattedFile(t *testing.T) {
 	if err := json.Compact(&compact, good); err != nil {
 		t.Fatal(err)
 	}
-	must(t, os.WriteFile(filepath.Join(dir, FileName), compact.Bytes(), 0o600))
+	must(t, os.WriteFile(filepath.Join(dir, FileNameV1), compact.Bytes(), 0o600))
 	s := mustOpen(t, dir)
 	if got := s.Job("nightly-stop"); got.LastRunID != "nightly-stop@x" {
 		t.Errorf("Job after reformatting = %+v", got)
 	}
-}
-
-func TestLeftoverTempFileIgnoredAndRemoved(t *testing.T) {
-	dir, good := validFile(t)
-	leftover := filepath.Join(dir, FileName+".tmp-123456")
-	// A crash mid-write leaves a partial temporary file.
-	must(t, os.WriteFile(leftover, good[:len(good)/3], 0o600))
-	s := mustOpen(t, dir)
-	if got := s.Job("nightly-stop"); got.LastRunID != "nightly-stop@x" {
-		t.Errorf("Job = %+v; want the state before the interrupted write", got)
-	}
-	if _, err := os.Stat(leftover); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("leftover %s not removed (stat: %v)", leftover, err)
-	}
-	if got := s.Leftovers(); len(got) != 1 || got[0] != leftover {
-		t.Errorf("Leftovers() = %v; want [%s]", got, leftover)
-	}
-}
-
-func TestCrashBetweenTempWriteAndRename(t *testing.T) {
-	dir, _ := validFile(t)
-	s := mustOpen(t, dir)
-	var tmp string
-	testHookBeforeRename = func(name string) error {
-		tmp = name
-		return errors.New("simulated crash")
-	}
-	err := s.Done("nightly-stop", t0.Add(2*time.Hour), "nightly-stop@later")
-	testHookBeforeRename = nil
-	if err == nil {
-		t.Fatal("Done with a crash before rename = nil error")
-	}
-	// The failed change is not in the Store's view either.
-	if got := s.Job("nightly-stop"); got.LastRunID != "nightly-stop@x" {
-		t.Errorf("Job after failed Done = %+v; want unchanged", got)
-	}
-	if b, err := os.ReadFile(tmp); err != nil || !bytes.Contains(b, []byte("nightly-stop@later")) {
-		t.Fatalf("temporary file %s = %q, %v; want the complete new version", tmp, b, err)
-	}
-	must(t, s.Close())
-	r := mustOpen(t, dir)
-	if got := r.Job("nightly-stop"); got.LastRunID != "nightly-stop@x" {
-		t.Errorf("Job after restart = %+v; want the old version", got)
-	}
-	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("temporary file not cleaned up")
-	}
-	// Writing goes on normally.
-	must(t, r.Done("nightly-stop", t0.Add(2*time.Hour), "nightly-stop@later"))
 }
 
 func TestLockConflict(t *testing.T) {
