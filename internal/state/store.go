@@ -208,6 +208,13 @@ func Open(dir string) (*Store, error) {
 		return nil, &FileError{Path: s.path, Kind: ErrCorrupt,
 			Problem: "missing, but " + v1Path + " says the run state moved into it: it was deleted or moved"}
 	}
+	if existed {
+		if fi, err := os.Stat(s.path); err == nil && fi.Size() == 0 {
+			return nil, &FileError{Path: s.path, Problem: "file is empty (truncated?)", Kind: ErrCorrupt}
+		}
+	} else if err := createDB(s.path); err != nil {
+		return nil, err
+	}
 	s.db, err = bolt.Open(s.path, 0o600, &bolt.Options{
 		Timeout:        time.Second,
 		NoFreelistSync: true,
@@ -219,7 +226,7 @@ func Open(dir string) (*Store, error) {
 		}
 		return nil, &FileError{Path: s.path, Problem: "not a readable run-state database: " + err.Error(), Kind: ErrCorrupt}
 	}
-	if err := s.checkFormat(existed); err != nil {
+	if err := s.checkFormat(); err != nil {
 		return nil, err
 	}
 	if err := s.load(); err != nil {
@@ -237,24 +244,55 @@ func Open(dir string) (*Store, error) {
 	return s, nil
 }
 
-// checkFormat creates the buckets of a new database and checks the format
-// marker of an existing one.
-func (s *Store) checkFormat(existed bool) error {
+// createDB makes a new, empty database under a temporary name and renames
+// it into place, so that a crash never leaves a half-made state.db that a
+// later start could not tell from a damaged one.
+func createDB(path string) error {
+	tmp := path + ".tmp-new"
+	os.Remove(tmp)
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("state: create %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := meta.Put(keyFormat, []byte(Format)); err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bucketJobs, bucketIntents} {
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("state: create %s: %w", path, err)
+	}
+	return nil
+}
+
+// checkFormat checks the format marker and the buckets.
+func (s *Store) checkFormat() error {
 	var problem string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
-			if existed && (tx.Bucket(bucketJobs) != nil || tx.Bucket(bucketIntents) != nil) {
-				problem = "no format marker"
-				return nil
-			}
-			var err error
-			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
-				return err
-			}
-			if err := meta.Put(keyFormat, []byte(Format)); err != nil {
-				return err
-			}
+			problem = "a bbolt database without the scheduler's format marker"
+			return nil
 		}
 		if f := string(meta.Get(keyFormat)); f != Format {
 			problem = fmt.Sprintf("format %q; this scheduler reads %q", f, Format)
