@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/cloudcron/scheduler/internal/audit"
@@ -206,8 +207,21 @@ func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]bo
 		if err := d.store.Settle(j.Name, c.Settle, executor.RunID(j.Name, c.Settle), recs); err != nil {
 			return fmt.Errorf("audit missed fires of %s: %w", j.Name, err)
 		}
+		crashPoint("catchup-settled")
 	}
 	return nil
+}
+
+// crashAt names the point at which the process kills itself with SIGKILL,
+// from SCHEDULER_TEST_CRASH_AT: the kill -9 tests land a crash exactly in
+// the window they test. Unset in production.
+var crashAt = os.Getenv("SCHEDULER_TEST_CRASH_AT")
+
+func crashPoint(name string) {
+	if crashAt != "" && crashAt == name {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
 }
 
 // goFire runs one fire outside the engine (catch-up, re-issue), tracked so
@@ -249,7 +263,13 @@ func (d *Daemon) claim(j *executor.Job, scheduled time.Time, reissue bool, misse
 			c.Records = append(slices.Clip(missed.records), runRecords...)
 			c.Settled = missed.settled
 		}
+		if missed != nil {
+			crashPoint("catchup-before-claim")
+		}
 		ok, err := d.store.Claim(c)
+		if ok && missed != nil {
+			crashPoint("catchup-claimed")
+		}
 		if err != nil {
 			d.log.Error().Err(err).Str("job", j.Name).Time("scheduled", scheduled).
 				Msg("cannot record the fire's intent; skipping the fire rather than acting unrecorded")
