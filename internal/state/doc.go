@@ -3,25 +3,32 @@
 //
 // # Run state
 //
-// Open loads (or creates) the run state of a state.dir: one file,
-// state.json, holding for each job when it was first registered (Since),
+// Open loads (or creates) the run state of a state.dir: state.db, a bbolt
+// database holding for each job when it was first registered (Since) and
 // the scheduled time of the newest fire whose outcome was recorded
-// (LastDone) and the fires whose intent was recorded without an outcome
-// yet (in flight), plus the audit log's last sequence number and hash.
+// (LastDone), the fires whose intent was recorded without an outcome yet
+// (in flight), keyed by run id, and the audit log's sequence number and
+// hash that the stored state covers. The whole state is also kept in
+// memory; reads never touch the disk.
 //
-// Every change (Register, Begin, Done, Forget, SetAuditTail) is durable
-// when the method returns: the whole file is written to a temporary file
-// in the same directory, fsynced, renamed over state.json, and the
-// directory is fsynced. A kill -9 at any instant therefore leaves either
-// the old or the new complete file; a temporary file left by a crash is
-// removed by the next Open (Leftovers names it). A method that returns an
-// error leaves the Store's view unchanged.
+// Without a journal every change is durable when its method returns (one
+// transaction, costing the entries it changes). The daemon attaches the
+// audit log as the journal (Attach): a fire's intent is then durable with
+// its run records (Claim: the check, the intent and the records as one
+// step), missed and recover records with the settlement of their fire
+// (Settle), and outcomes with their final records, written by the
+// executor before Done. A background checkpoint writes the changed
+// entries and the journal tail they cover; a read-write lock makes every
+// checkpoint a consistent cut, so the stored state reflects exactly the
+// journal up to its tail (Done aside, which the daemon's recovery reads
+// from the audit log). Attach replays the records after the stored tail.
 //
-// A state file that is damaged (not JSON, checksum mismatch, bad content)
-// or foreign (no or another format marker) makes Open fail with a
+// A state file that is damaged or foreign makes Open fail with a
 // *FileError that names the file and says how to start fresh; it is never
 // reset silently. Open holds an exclusive flock on state.lock in the same
-// directory until Close, so two daemons cannot share one state.dir.
+// directory until Close, so two daemons cannot share one state.dir. An old
+// state.json (format scheduler-state/v1) is migrated into state.db on
+// first start and replaced by a marker that older binaries refuse.
 //
 // # Catch-up and recovery
 //
@@ -32,9 +39,10 @@
 // JumpDetector compares wall and monotonic clock readings to notice clock
 // jumps.
 //
-// The intended order on start: Open; for each Pending intent, Recover,
-// audit, re-issue or not, then Done; Register every configured job and
-// Forget the others; then Plan each job, audit its Missed fires, run Run
-// (Begin, fire, Done) or, when nothing runs, call Done with Settle so the
-// same fires are not reported again.
+// The intended order on start: Open; open the audit log with AuditTail;
+// Attach; for each Pending intent, Recover, then re-issue (Claim with
+// Reissue) or Settle with its records; Sync the configured jobs; then Plan
+// each job and either Claim its Run with the Missed records, or Settle
+// the Missed records at Settle, so the same fires are never reported
+// again.
 package state
