@@ -391,6 +391,16 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 	if reissue == nil && next.Sub(now) < minRunway && d.mayRun(j, scheduled) {
 		// So late that the job's next fire is due before a call could
 		// go out: that fire does the job; this one is missed, not failed.
+		if missed != nil {
+			// The older fires this catch-up superseded are superseded by
+			// the next fire instead: say so rather than name this one.
+			for i, r := range missed.records {
+				if strings.HasPrefix(r.Detail, "superseded by the newer missed fire") {
+					missed.records[i].Detail = fmt.Sprintf("superseded by the fire at %s: the newest missed fire, %s, came too late to run",
+						next.Format(time.RFC3339), scheduled.Format(time.RFC3339))
+				}
+			}
+		}
 		d.settleMissed(j, scheduled, true, missed, fmt.Sprintf("superseded: too late to run, the next fire at %s is due", next.Format(time.RFC3339)))
 		return
 	}

@@ -183,11 +183,21 @@ func TestTooLateFireIsMissedNotFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Shutdown()
-	d.goFire("on", scheduled, nil, &catchUpMissed{fire: scheduled})
+	// A catch-up fire: the day before was missed, superseded by it.
+	older := scheduled.Add(-24 * time.Hour)
+	d.goFire("on", scheduled, nil, &catchUpMissed{fire: scheduled, settled: older, records: []audit.Record{{
+		Event: audit.EventMissed, Job: "on", RunID: executor.RunID("on", older), Scheduled: older, Outcome: audit.OutcomeMissed,
+		Detail: "superseded by the newer missed fire at " + scheduled.Format(time.RFC3339)}}})
 	waitFires(d)
 	var got []string
 	recs, _ := audit.ReadAll(filepath.Join(dir, "audit.jsonl"))
 	for _, r := range recs {
+		if r.RunID == executor.RunID("on", older) {
+			// It cannot name a fire that never ran as its superseder.
+			if want := "superseded by the fire at 2026-01-15T09:00:00Z: the newest missed fire, 2026-01-14T09:00:00Z, came too late to run"; r.Detail != want {
+				t.Errorf("older missed fire: detail %q; want %q", r.Detail, want)
+			}
+		}
 		if r.RunID == executor.RunID("on", scheduled) {
 			got = append(got, r.Event+"/"+r.Outcome)
 			if !strings.Contains(r.Detail, "too late to run") {
