@@ -11,8 +11,11 @@ import (
 )
 
 // debounce is how long the watcher waits after the last event of a burst
-// before it asks for one reload.
-const debounce = 250 * time.Millisecond
+// before it asks for one reload: long enough to merge an editor's write,
+// fsync and rename (a few milliseconds), short enough that a save takes
+// effect within the reload budget (150 ms from the rename to the audit
+// record).
+const debounce = 75 * time.Millisecond
 
 // watchConfig watches the directory of the config file (and, when the file
 // is a symlink, the directory it resolves to), so that editors that save by
