@@ -3,11 +3,22 @@
 // waits its turn at one golang.org/x/time/rate limiter, and a throttling
 // answer slows the whole account down, not only the request that got it.
 //
-// A Limiter is an http.RoundTripper wrapper (Wrap). Before a request is
-// sent it waits, honouring the request's context:
+// A request takes its turn in one of two ways:
 //
-//  1. until the account's pause is over (see below);
-//  2. for a token of the rate limiter, when a rate is set.
+//   - ahead of time, with Acquire: the executor queues a target for its
+//     account's turn before an attempt starts, so that the attempt's own
+//     timeout and retry budget count only the vendor call. Acquire returns
+//     a Ticket (a token already paid for); a request whose context carries
+//     it (WithTicket) does not wait for another token.
+//   - in the transport (Wrap), for every other request, e.g. a token fetch
+//     an action makes on its own, or a second request of the same action.
+//
+// Either way the request waits, honouring its context,
+//
+//  1. until the account's pause is over (see below); a request with a
+//     ticket waits for this too, should a pause have begun since;
+//  2. for a token of the rate limiter, when a rate is set and the request
+//     carries no unused ticket of this limiter.
 //
 // A wait that the context's deadline would cut short fails at once, and
 // every wait error wraps ErrNotSent: the request never left, so even a
@@ -17,11 +28,12 @@
 // APIG.0308 and SCNet all use 429) pauses every request of the account
 // until its Retry-After (capped at MaxPause), or, without one, for
 // DefaultPause doubled on each consecutive 429 (reset by any other answer).
-// It also halves the account's rate (an account without a configured rate
-// drops to ThrottledRate), down to MinRate; the rate then doubles back
-// every RecoverInterval without a 429, up to the configured one. The 429
-// answer itself is returned to the caller unchanged, so the vendor client
-// classifies it (transient, with its Retry-After) as before.
+// Requests already sent are not affected. It also halves the account's
+// rate (an account without a configured rate drops to ThrottledRate), down
+// to MinRate; the rate then doubles back every RecoverInterval without a
+// 429, up to the configured one. The 429 answer itself is returned to the
+// caller unchanged, so the vendor client classifies it (transient, with its
+// Retry-After) as before.
 package ratelimit
 
 import (
@@ -31,6 +43,7 @@ import (
 	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -148,7 +161,7 @@ type transport struct {
 
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := t.l.Wait(req.Context()); err != nil {
+	if err := t.l.waitSend(req.Context()); err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close() // RoundTrip must close the body, even on error
 		}
@@ -170,10 +183,83 @@ func (t *transport) CloseIdleConnections() {
 	}
 }
 
+// Ticket is a token of a Limiter taken ahead of the request that spends it
+// (see Acquire). It is spent by the first request of its limiter sent with
+// a context carrying it; a ticket never spent is simply lost.
+type Ticket struct {
+	l      *Limiter
+	paused time.Duration
+	spent  atomic.Bool
+}
+
+// Paused returns how long Acquire waited for a pause after a 429.
+func (t *Ticket) Paused() time.Duration { return t.paused }
+
+type ticketKey struct{}
+
+// WithTicket returns a copy of ctx that carries t: the first request of
+// t's limiter sent with it (or with a context derived from it) does not
+// wait for a token. Requests of another limiter ignore it.
+func WithTicket(ctx context.Context, t *Ticket) context.Context {
+	if t == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, ticketKey{}, t)
+}
+
+// spend reports whether ctx carries an unspent ticket of l, and spends it.
+func (l *Limiter) spend(ctx context.Context) bool {
+	t, _ := ctx.Value(ticketKey{}).(*Ticket)
+	return t != nil && t.l == l && t.spent.CompareAndSwap(false, true)
+}
+
+// Acquire waits, under ctx, until a request of the account may be sent:
+// after any pause, with a token of the rate limiter. It returns the token
+// as a Ticket for the request to carry (WithTicket). A wait that ctx's
+// deadline would cut short fails at once. Its error wraps ErrNotSent and
+// the context's error, if any.
+func (l *Limiter) Acquire(ctx context.Context) (*Ticket, error) {
+	paused, err := l.waitPause(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.waitToken(ctx); err != nil {
+		return nil, err
+	}
+	return &Ticket{l: l, paused: paused}, nil
+}
+
 // Wait blocks until a request of the account may be sent: after any pause,
 // and with a token of the rate limiter. Its error wraps ErrNotSent and the
 // context's error, if any.
 func (l *Limiter) Wait(ctx context.Context) error {
+	if _, err := l.waitPause(ctx); err != nil {
+		return err
+	}
+	if err := l.waitToken(ctx); err != nil {
+		return err
+	}
+	l.countSent()
+	return nil
+}
+
+// waitSend is the transport's wait: Wait, without the token when ctx
+// carries a ticket of l.
+func (l *Limiter) waitSend(ctx context.Context) error {
+	if !l.spend(ctx) {
+		return l.Wait(ctx)
+	}
+	if _, err := l.waitPause(ctx); err != nil {
+		return err
+	}
+	l.countSent()
+	return nil
+}
+
+// waitPause waits until the account's pause is over and returns how long
+// it waited.
+func (l *Limiter) waitPause(ctx context.Context) (waited time.Duration, err error) {
+	start := time.Now()
 	for {
 		l.mu.Lock()
 		now := l.opts.Now()
@@ -182,30 +268,38 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		l.mu.Unlock()
 		d := until.Sub(now)
 		if d <= 0 {
-			break
+			return waited, nil
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-			return fmt.Errorf("%w: account paused for %s after a 429, past the request's deadline", ErrNotSent, d.Round(time.Millisecond))
+			return waited, fmt.Errorf("%w: account paused for %s after a 429, past the request's deadline", ErrNotSent, d.Round(time.Millisecond))
 		}
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
+			waited = time.Since(start)
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w: %w", ErrNotSent, ctx.Err())
+			return time.Since(start), fmt.Errorf("%w: %w", ErrNotSent, ctx.Err())
 		}
 		// Loop: another 429 may have extended the pause meanwhile.
 	}
+}
+
+// waitToken waits for a token of the rate limiter.
+func (l *Limiter) waitToken(ctx context.Context) error {
 	if err := l.lim.Wait(ctx); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: %w", ErrNotSent, ctx.Err())
 		}
 		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
+	return nil
+}
+
+func (l *Limiter) countSent() {
 	l.mu.Lock()
 	l.sent++
 	l.mu.Unlock()
-	return nil
 }
 
 // Observe feeds one answer to the limiter: a 429 pauses and slows the

@@ -7,10 +7,12 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -247,4 +249,157 @@ func TestCloseIdleConnectionsReachesTheTransport(t *testing.T) {
 	if !inner.closed {
 		t.Error("CloseIdleConnections did not reach the wrapped transport")
 	}
+}
+
+// memServer is an in-memory RoundTripper: it answers every request at
+// once (429 with Retry-After for the first throttle ones) and records when
+// each arrived. It needs no network, so it runs inside a synctest bubble.
+type memServer struct {
+	mu         sync.Mutex
+	throttle   int
+	retryAfter string
+	times      []time.Time
+}
+
+func (s *memServer) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.times = append(s.times, time.Now())
+	resp := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("{}")), Request: req}
+	if s.throttle > 0 {
+		s.throttle--
+		resp.StatusCode = http.StatusTooManyRequests
+		resp.Header.Set("Retry-After", s.retryAfter)
+	}
+	return resp, nil
+}
+
+func (s *memServer) arrivals() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []time.Duration
+	for _, t := range s.times {
+		out = append(out, t.Sub(s.times[0]))
+	}
+	return out
+}
+
+func TestTicketIsNotPaidTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &memServer{}
+		l := New(Options{PerSecond: 1, Burst: 1})
+		c := &http.Client{Transport: l.Wrap(s)}
+		start := time.Now()
+		// Three turns taken ahead (the first at once, then one a second),
+		// each spent by one request that goes out at once.
+		for i := range 3 {
+			tk, err := l.Acquire(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := time.Since(start), time.Duration(i)*time.Second; got != want {
+				t.Errorf("Acquire %d returned at +%s; want +%s", i+1, got, want)
+			}
+			before := time.Now()
+			if code, err := get(t, c, WithTicket(t.Context(), tk), "http://cloud.test/"); err != nil || code != 200 {
+				t.Fatalf("get with ticket: %d %v", code, err)
+			}
+			if waited := time.Since(before); waited != 0 {
+				t.Errorf("request with a ticket waited %s in the transport; want 0", waited)
+			}
+		}
+		if st := l.Stats(); st.Sent != 3 {
+			t.Errorf("Stats.Sent = %d; want 3", st.Sent)
+		}
+	})
+}
+
+func TestTicketIsSpentOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &memServer{}
+		l := New(Options{PerSecond: 1, Burst: 1})
+		other := New(Options{PerSecond: 1, Burst: 1})
+		c := &http.Client{Transport: l.Wrap(s)}
+		tk, err := l.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := WithTicket(t.Context(), tk)
+		// The ticket pays for the first request; a second one with the same
+		// context (e.g. a token fetch then the call) waits for its token.
+		for range 2 {
+			if _, err := get(t, c, ctx, "http://cloud.test/"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Another limiter's ticket pays nothing here.
+		otk, err := other.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := get(t, c, WithTicket(t.Context(), otk), "http://cloud.test/"); err != nil {
+			t.Fatal(err)
+		}
+		want := []time.Duration{0, time.Second, 2 * time.Second}
+		if got := s.arrivals(); !slices.Equal(got, want) {
+			t.Errorf("arrivals %v; want %v", got, want)
+		}
+	})
+}
+
+// TestTicketStillWaitsOutAPause: a pause that began after the ticket was
+// taken holds its request too: no request of the account leaves during a
+// pause.
+func TestTicketStillWaitsOutAPause(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &memServer{throttle: 1, retryAfter: "3"}
+		l := New(Options{PerSecond: 10, Burst: 2})
+		c := &http.Client{Transport: l.Wrap(s)}
+		tk, err := l.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := get(t, c, t.Context(), "http://cloud.test/"); code != http.StatusTooManyRequests {
+			t.Fatalf("first request: %d; want 429", code)
+		}
+		if _, err := get(t, c, WithTicket(t.Context(), tk), "http://cloud.test/"); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.arrivals(); len(got) != 2 || got[1] != 3*time.Second {
+			t.Errorf("arrivals %v; want the ticketed request 3s after the 429", got)
+		}
+		// Acquire waits out a pause as well, and says how long.
+		s.throttle = 1
+		if code, _ := get(t, c, t.Context(), "http://cloud.test/"); code != http.StatusTooManyRequests {
+			t.Fatalf("third request: %d; want 429", code)
+		}
+		tk, err = l.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk.Paused() != 3*time.Second {
+			t.Errorf("Acquire during a 3s pause: paused %v; want 3s", tk.Paused())
+		}
+	})
+}
+
+func TestAcquireFailsAtOnceWhenTheDeadlineIsTooClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New(Options{PerSecond: 1, Burst: 1})
+		if _, err := l.Acquire(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if _, err := l.Acquire(ctx); !errors.Is(err, ErrNotSent) || time.Since(start) != 0 {
+			t.Errorf("Acquire with the next token past the deadline: %v after %s; want ErrNotSent at once", err, time.Since(start))
+		}
+		l.Observe(http.StatusTooManyRequests, time.Minute)
+		ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if _, err := l.Acquire(ctx); !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), "paused") || time.Since(start) != 0 {
+			t.Errorf("Acquire during a pause past the deadline: %v; want ErrNotSent naming the pause, at once", err)
+		}
+	})
 }
