@@ -19,7 +19,7 @@ var ErrRetryBudget = errors.New("retry budget exhausted")
 type RetryPolicy struct {
 	InitialInterval time.Duration // first wait, before jitter
 	MaxInterval     time.Duration // cap on a computed wait (a Retry-After hint may exceed it)
-	MaxElapsed      time.Duration // no wait may end later than this after the first attempt; 0 = no limit
+	MaxElapsed      time.Duration // no wait may end later than this after the first attempt, time queued for the account not counted; 0 = no limit
 	MaxAttempts     int           // attempts in all, from 1; 0 = no limit
 }
 
@@ -28,13 +28,17 @@ const randomization = 0.5
 
 // retryBackOff wraps an ExponentialBackOff: it honours Retry-After hints
 // (the wait is max(hint, computed)) and stops when the wait would pass the
-// fire's deadline or the policy's MaxElapsed. After Stop, reason says why.
+// fire's deadline or the policy's MaxElapsed. Time spent queued for the
+// account's turn (queued, kept by the caller) is not counted against
+// MaxElapsed: the budget is for vendor calls and the waits between them.
+// After Stop, reason says why.
 type retryBackOff struct {
 	exp        *backoff.ExponentialBackOff
 	now        func() time.Time
 	start      time.Time
 	maxElapsed time.Duration
 	deadline   time.Time // zero = none
+	queued     time.Duration
 
 	lastErr error // the error of the attempt just made; set before NextBackOff
 	reason  error // why NextBackOff returned Stop
@@ -65,6 +69,7 @@ func newRetryBackOff(p RetryPolicy, deadline time.Time) *retryBackOff {
 func (b *retryBackOff) Reset() {
 	b.exp.Reset()
 	b.start = b.now()
+	b.queued = 0
 	b.reason = nil
 }
 
@@ -84,7 +89,7 @@ func (b *retryBackOff) NextBackOff() time.Duration {
 			ErrRetryBudget, b.deadline.UTC().Format(time.RFC3339), wait)
 		return backoff.Stop
 	}
-	if b.maxElapsed > 0 && now.Sub(b.start)+wait > b.maxElapsed {
+	if b.maxElapsed > 0 && now.Sub(b.start)-b.queued+wait > b.maxElapsed {
 		b.reason = fmt.Errorf("%w: next wait %s would pass max_elapsed %s",
 			ErrRetryBudget, wait, b.maxElapsed)
 		return backoff.Stop

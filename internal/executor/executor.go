@@ -7,14 +7,18 @@
 // transient) is retried with exponential backoff and ±50% jitter, waiting
 // at least as long as a Retry-After hint. Retries stop after
 // RetryPolicy.MaxAttempts attempts, when the next wait would end after
-// RetryPolicy.MaxElapsed, or when it would reach the job's next fire (the
-// deadline passed to Fire): the fire never runs into the next one. Any other
+// RetryPolicy.MaxElapsed (counted from the first attempt, without the time
+// queued for the account's turn), or when it would reach the job's next
+// fire (the deadline passed to Fire): the fire never runs into the next
+// one. Any other
 // error is permanent: one attempt, recorded as a failure. An action that
 // reports the target already in the requested state succeeds.
 //
 // Audit: for each target, a "run" record (the intent) is written before the
 // first vendor call, and an "attempt" record after each call, before the
-// executor moves on, with outcome retry, success or failure. If a record
+// executor moves on, with outcome retry, success or failure; a target that
+// stops without a further call (out of time in the queue or in backoff,
+// shutdown) gets an "abandon" record. If a record
 // cannot be written the fire stops: no vendor is called for a target whose
 // record could not be made durable, and every target still pending fails
 // with ErrAudit.
@@ -36,9 +40,23 @@
 // verify_failed target's Outcome is verify_failed, so Outcome.Failed
 // includes it.
 //
-// Concurrency: calls in flight are bounded per account, across all jobs of
-// that account (Options.Concurrency, default 8). A slot is held for one
-// attempt or status read, not during backoff or poll waits.
+// Queueing: every vendor call and status read waits its turn in its
+// account's queue, across all jobs of the account, before it starts: a
+// slot (calls in flight are bounded per account: Options.Concurrency,
+// default 8), then the end of any 429 pause and a rate-limit token
+// (Options.Limiter), all under the fire's context. Only then does the
+// attempt start, so Job.Timeout and the retry budget count the vendor call,
+// not the queue; the request carries the token it was given, so the HTTP
+// transport does not make it wait again. A slot is held for one attempt or
+// status read, not during backoff or poll waits. Slots go round robin
+// across the account's fires, first come first served within a fire, and a
+// target gets its goroutine only when it first gets a slot. An attempt
+// that queued noticeably says so in its audit detail ("queued 1.2s for
+// account sandbox (concurrency 64, rate 4/s)"). A target still queued when
+// the fire reaches its deadline (or a 429 pause runs past it) is abandoned
+// with an "abandon" record: it made no attempt.
+//
+// The life of one target, queue to outcome, is runTarget in target.go.
 package executor
 
 import (
@@ -50,10 +68,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/ratelimit"
 	"github.com/cloudcron/scheduler/internal/vendors"
 )
 
@@ -115,9 +133,17 @@ type Options struct {
 	// durations use the runtime's timers and clock.
 	Now func() time.Time
 	// Concurrency returns the limit of calls in flight for an account; a
-	// value < 1 or a nil func means DefaultConcurrency. It is asked once per
-	// account, the first time the account is used.
+	// value < 1 or a nil func means DefaultConcurrency. It is asked at the
+	// start of each fire of the account, so a reload's new limit applies
+	// from the next fire.
 	Concurrency func(account string) int
+	// Limiter returns the rate limiter of an account, the one its HTTP
+	// client's transport is wrapped with (ratelimit.Limiter.Wrap); nil (or
+	// a nil func) means none. Each call and status read waits for its 429
+	// pause and a token of it in the executor's queue, and carries the
+	// token (ratelimit.WithTicket) so the transport does not wait for
+	// another. It is asked at the start of each fire of the account.
+	Limiter func(account string) *ratelimit.Limiter
 }
 
 // Executor runs fires. Its methods are safe for concurrent use.
@@ -126,13 +152,14 @@ type Executor struct {
 	audit       Auditor
 	now         func() time.Time
 	concurrency func(string) int
+	limiter     func(string) *ratelimit.Limiter
 
 	mu       sync.Mutex
-	sems     map[string]chan struct{} // per account
-	jobs     map[string]*jobState     // per job name, while a fire runs or waits
-	inflight map[string]int           // "job target" -> targets in progress
-	active   int                      // Fire calls in progress
-	idle     chan struct{}            // closed when active drops to 0
+	queues   map[string]*queue    // per account
+	jobs     map[string]*jobState // per job name, while a fire runs or waits
+	inflight map[string]int       // "job target" -> targets in progress
+	active   int                  // Fire calls in progress
+	idle     chan struct{}        // closed when active drops to 0
 }
 
 // jobState tracks the fires of one job, for the overlap policy.
@@ -158,7 +185,8 @@ func New(opts Options) *Executor {
 		audit:       opts.Audit,
 		now:         now,
 		concurrency: opts.Concurrency,
-		sems:        map[string]chan struct{}{},
+		limiter:     opts.Limiter,
+		queues:      map[string]*queue{},
 		jobs:        map[string]*jobState{},
 		inflight:    map[string]int{},
 	}
@@ -219,6 +247,19 @@ type fire struct {
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed when an audit record failed
+
+	// In the account's queue (q.mu guards next, waiters, idle, inRing,
+	// allStarted).
+	q          *queue
+	queuedAt   time.Time     // when the targets were queued
+	launch     func(i int)   // starts target i, which holds a slot, in a new goroutine
+	started    chan struct{} // closed when no target will start any more
+	allStarted bool
+	next       int        // first target not started
+	waiters    []*waiter  // started targets waiting for a slot
+	idle       []chan int // goroutines whose target is done, waiting for another
+	inRing     bool
+	wg         sync.WaitGroup // the targets' goroutines
 }
 
 func (f *fire) halt() { f.stopOnce.Do(func() { close(f.stop) }) }
@@ -316,12 +357,60 @@ func (e *Executor) FireWith(ctx context.Context, j *Job, scheduled, deadline tim
 		return out
 	}
 
-	var wg sync.WaitGroup
-	for i, target := range j.Targets {
-		wg.Go(func() { out.Targets[i] = e.runTarget(ctx, f, target) })
+	// The targets queue for their account's turns; each gets a goroutine
+	// when it first gets a slot, one whose previous target is done if
+	// there is one. Those still queued when the fire runs out of time (or
+	// stops) are abandoned without an attempt.
+	f.q = e.queue(j.Account)
+	f.started = make(chan struct{})
+	f.launch = func(i int) {
+		f.wg.Go(func() {
+			idle := make(chan int, 1)
+			for ok := true; ok; i, ok = f.q.nextTarget(f, idle) {
+				out.Targets[i] = e.runTarget(ctx, f, i)
+			}
+		})
 	}
-	wg.Wait()
+	f.q.enqueue(f)
+	select {
+	case <-f.started:
+	case <-ctx.Done():
+	case <-f.stop:
+	}
+	if left := f.q.withdraw(f); len(left) > 0 {
+		e.abandonQueued(ctx, f, left, out.Targets)
+	}
+	f.wg.Wait()
 	return out
+}
+
+// abandonQueued ends targets that never left the queue: one abandon
+// record each, in one batch.
+func (e *Executor) abandonQueued(ctx context.Context, f *fire, left []int, outs []TargetOutcome) {
+	if f.halted() {
+		for _, i := range left {
+			outs[i] = TargetOutcome{Target: f.j.Targets[i], Outcome: audit.OutcomeFailure, Err: fmt.Errorf("%w: not calling vendor", ErrAudit)}
+		}
+		return
+	}
+	cause := &queueError{bound: nextFire, waited: time.Since(f.queuedAt), queue: f.q.describe(), err: ctx.Err()}
+	recs := make([]audit.Record, len(left))
+	for k, i := range left {
+		outs[i] = TargetOutcome{Target: f.j.Targets[i], Outcome: audit.OutcomeFailure, Err: cause}
+		recs[k] = f.record(audit.EventAbandon, f.j.Targets[i])
+		recs[k].Outcome = audit.OutcomeFailure
+		recs[k].Error = cause.Error()
+		recs[k].Time = e.now().UTC()
+	}
+	if err := e.appendAll(recs); err != nil {
+		f.halt()
+		f.log.Error().Err(err).Int("targets", len(left)).Msg("abandon records of queued targets not written")
+		for _, i := range left {
+			outs[i].Err = fmt.Errorf("%w: %w", ErrAudit, err)
+		}
+		return
+	}
+	f.log.Error().Err(cause).Int("targets", len(left)).Msg("targets abandoned in the queue; no attempt made")
 }
 
 // admit applies the overlap policy. It returns ok when the fire may run,
@@ -469,17 +558,6 @@ func (e *Executor) append(rec audit.Record) error {
 	return nil
 }
 
-// auditFailed stops the fire after a record of target could not be written.
-func (e *Executor) auditFailed(f *fire, to TargetOutcome, lost audit.Record, err error) TargetOutcome {
-	f.halt()
-	f.log.Error().Err(err).Str("target", to.Target).Str("event", lost.Event).
-		Int("attempt", lost.Attempt).Str("lost_outcome", lost.Outcome).Str("lost_error", lost.Error).
-		Msg("audit record not written; stopping the fire, no further vendor calls")
-	to.Outcome = audit.OutcomeFailure
-	to.Err = err
-	return to
-}
-
 func intentDetail(idempotent bool) string {
 	if idempotent {
 		return "intent; idempotent"
@@ -487,272 +565,24 @@ func intentDetail(idempotent bool) string {
 	return "intent; not idempotent"
 }
 
-// runTarget runs the attempts for one target and audits each.
-func (e *Executor) runTarget(ctx context.Context, f *fire, target string) TargetOutcome {
-	j := f.j
-	to := TargetOutcome{Target: target, Outcome: audit.OutcomeFailure}
-	log := f.log.With().Str("target", target).Logger()
-	key := j.Name + " " + target
-	e.track(key, 1)
-	defer e.track(key, -1)
-
-	if f.halted() {
-		to.Err = fmt.Errorf("%w: not calling vendor", ErrAudit)
-		return to
-	}
-
-	// The status before the action, where a verdict depends on it (CDSS
-	// restarts); read before the first attempt.
-	var verifyJudge, checkJudge Judge
-	var verifyJudgeErr error
-	if j.Verify != nil {
-		verifyJudge, verifyJudgeErr = j.Verify.judgeFor(ctx, target, j.Timeout)
-		if verifyJudgeErr != nil {
-			log.Warn().Err(verifyJudgeErr).Msg("status read before the action failed")
-		}
-	}
-	check := j.Check
-	if check == nil {
-		check = j.Verify
-	}
-	switch {
-	case j.Idempotent || check == nil:
-	case check == j.Verify:
-		checkJudge = verifyJudge
-	default:
-		checkJudge, _ = check.judgeFor(ctx, target, j.Timeout)
-	}
-
-	b := newRetryBackOff(j.Retry, f.deadline)
-	for attempt := 1; ; attempt++ {
-		if f.halted() {
-			to.Err = fmt.Errorf("%w: not calling vendor", ErrAudit)
-			return to
-		}
-		if err := ctx.Err(); err != nil {
-			// Already out of time (e.g. the status read before a restart
-			// used it up): say so rather than blame the concurrency slot.
-			return e.abandon(f, to, log, fmt.Errorf("no time left before calling the vendor: %w", err))
-		}
-		release, err := e.acquire(ctx, f, j.Account)
-		if err != nil {
-			return e.abandon(f, to, log, fmt.Errorf("wait for a concurrency slot of account %s: %w", j.Account, err))
-		}
-		start := time.Now()
-		res, timedOut, err := call(ctx, j, target)
-		dur := time.Since(start)
-		release()
-		to.Attempts, to.Result, to.Err = attempt, res, err
-
-		rec := f.record(audit.EventAttempt, target)
-		rec.Attempt = attempt
-		rec.DurationMS = dur.Milliseconds()
-		fillResult(&rec, res, err)
-		var wait time.Duration
-		switch {
-		case err == nil:
-			rec.Outcome = audit.OutcomeSuccess
-			if res.Already {
-				rec.Detail = "already in target state"
-			}
-		case ctx.Err() != nil:
-			rec.Outcome = audit.OutcomeFailure
-			why := "fire stopped"
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				why = "stopped at the next fire"
-			}
-			to.Err = fmt.Errorf("%s: %w", why, err)
-			if !j.Idempotent && ambiguous(err, timedOut) {
-				// The request may have reached the vendor: a restart or
-				// kill cut off mid-call did not necessarily not happen.
-				rec.Outcome = audit.OutcomeUnknown
-				rec.Detail = why + " while the request may have reached the vendor; not re-issued: check the target"
-			}
-		case !j.Idempotent && ambiguous(err, timedOut):
-			took, detail := e.check(ctx, f, check, checkJudge, target)
-			if took {
-				rec.Outcome = audit.OutcomeSuccess
-				rec.Error = ""
-				rec.Detail = "attempt failed (" + err.Error() + "); " + detail
-				to.Err = nil
-			} else {
-				rec.Outcome = audit.OutcomeUnknown
-				rec.Detail = detail
-				to.Err = fmt.Errorf("%s: %w", detail, err)
-			}
-		case !vendors.IsTransient(err):
-			rec.Outcome = audit.OutcomeFailure
-		case j.Retry.MaxAttempts > 0 && attempt >= j.Retry.MaxAttempts:
-			rec.Outcome = audit.OutcomeFailure
-			to.Err = fmt.Errorf("gave up after %d attempts: %w", attempt, err)
-		default:
-			b.lastErr = err
-			if wait = b.NextBackOff(); wait == backoff.Stop {
-				rec.Outcome = audit.OutcomeFailure
-				to.Err = fmt.Errorf("%w: %w", b.reason, err)
-			} else {
-				rec.Outcome = audit.OutcomeRetry
-			}
-		}
-		if to.Err != nil {
-			rec.Error = to.Err.Error()
-		}
-		if aerr := e.append(rec); aerr != nil {
-			return e.auditFailed(f, to, rec, aerr)
-		}
-
-		switch rec.Outcome {
-		case audit.OutcomeSuccess:
-			to.Outcome = audit.OutcomeSuccess
-			log.Info().Int("attempt", attempt).Dur("duration", dur).Bool("already", res.Already).
-				Str("detail", rec.Detail).Msg("action succeeded")
-			if j.Verify != nil {
-				e.verify(ctx, f, &to, verifyJudge, verifyJudgeErr, log)
-			}
-			return to
-		case audit.OutcomeUnknown:
-			to.Outcome = audit.OutcomeUnknown
-			log.Error().Err(to.Err).Int("attempt", attempt).Msg("action outcome unknown; not re-issued")
-			return to
-		case audit.OutcomeFailure:
-			log.Error().Err(to.Err).Int("attempt", attempt).Int("http_status", rec.HTTPStatus).
-				Str("vendor_code", rec.VendorCode).Msg("action failed")
-			return to
-		}
-		log.Warn().Err(err).Int("attempt", attempt).Dur("wait", wait).Msg("transient vendor error; retrying")
-		if werr := sleep(ctx, f, wait); werr != nil {
-			return e.abandon(f, to, log, werr)
-		}
-	}
-}
-
 // appendIntents is the BeginFunc of a fire without one: the run records,
 // in one batch where the audit log can take one.
 func (e *Executor) appendIntents(rs []audit.Record) (bool, error) {
+	return true, e.appendAll(rs)
+}
+
+// appendAll appends records whose Time is set, in one batch where the
+// audit log can take one.
+func (e *Executor) appendAll(rs []audit.Record) error {
 	if b, ok := e.audit.(BatchAuditor); ok {
-		return true, b.AppendBatch(rs)
+		return b.AppendBatch(rs)
 	}
 	for _, r := range rs {
 		if err := e.audit.Append(r); err != nil {
-			return true, err
+			return err
 		}
 	}
-	return true, nil
-}
-
-// abandon records that a target stops without a further attempt.
-func (e *Executor) abandon(f *fire, to TargetOutcome, log zerolog.Logger, cause error) TargetOutcome {
-	if f.halted() {
-		to.Err = fmt.Errorf("%w: not calling vendor", ErrAudit)
-		return to
-	}
-	to.Outcome = audit.OutcomeFailure
-	to.Err = cause
-	rec := f.record(audit.EventAbandon, to.Target)
-	rec.Attempt = to.Attempts
-	rec.Outcome = audit.OutcomeFailure
-	rec.Error = cause.Error()
-	if err := e.append(rec); err != nil {
-		return e.auditFailed(f, to, rec, err)
-	}
-	log.Error().Err(cause).Int("attempts", to.Attempts).Msg("action abandoned")
-	return to
-}
-
-// sleep waits d, or until the fire is cancelled or halted.
-func sleep(ctx context.Context, f *fire, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("fire stopped during backoff wait: %w", ctx.Err())
-	case <-f.stop:
-		return fmt.Errorf("%w: not calling vendor", ErrAudit)
-	}
-}
-
-// call makes one attempt with its own timeout. An attempt that runs out of
-// its own time is a transient timeout, whatever the action returned, and
-// timedOut is set.
-func call(ctx context.Context, j *Job, target string) (res vendors.Result, timedOut bool, err error) {
-	if j.Do == nil {
-		return res, false, fmt.Errorf("job %s: no action bound for %s", j.Name, j.Action)
-	}
-	actx := ctx
-	if j.Timeout > 0 {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, j.Timeout)
-		defer cancel()
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%s %s: action panicked: %v", j.Action, target, p)
-		}
-	}()
-	res, err = j.Do(actx, target)
-	if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
-		op := fmt.Sprintf("%s %s: attempt timed out after %s", j.Action, target, j.Timeout)
-		if vendors.IsTransient(err) {
-			return res, true, fmt.Errorf("%s: %w", op, err)
-		}
-		return res, true, &vendors.Error{Op: op, Transient: true, Err: err}
-	}
-	return res, false, err
-}
-
-// fillResult copies the vendor's status, code and request id into rec.
-func fillResult(rec *audit.Record, res vendors.Result, err error) {
-	rec.HTTPStatus, rec.VendorCode, rec.RequestID = res.HTTPStatus, res.VendorCode, res.RequestID
-	var ve *vendors.Error
-	if errors.As(err, &ve) {
-		if ve.HTTPStatus != 0 {
-			rec.HTTPStatus = ve.HTTPStatus
-		}
-		if ve.VendorCode != "" {
-			rec.VendorCode = ve.VendorCode
-		}
-		if ve.RequestID != "" {
-			rec.RequestID = ve.RequestID
-		}
-	}
-	if err != nil {
-		rec.Error = err.Error()
-	}
-}
-
-// acquire takes a call slot of account.
-func (e *Executor) acquire(ctx context.Context, f *fire, account string) (release func(), err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	sem := e.sem(account)
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-f.stop:
-		return nil, fmt.Errorf("%w: not calling vendor", ErrAudit)
-	}
-}
-
-func (e *Executor) sem(account string) chan struct{} {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s, ok := e.sems[account]
-	if !ok {
-		n := DefaultConcurrency
-		if e.concurrency != nil {
-			if c := e.concurrency(account); c > 0 {
-				n = c
-			}
-		}
-		s = make(chan struct{}, n)
-		e.sems[account] = s
-	}
-	return s
+	return nil
 }
 
 func (e *Executor) track(key string, delta int) {
