@@ -5,20 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloudcron/scheduler/internal/secret"
 	"gopkg.in/yaml.v3"
 )
 
-// maxNodes bounds the nodes the walker visits, aliases expanded, so that an
-// alias bomb costs an error rather than memory.
-const maxNodes = 1 << 16
+// Alias expansion is bounded relative to the document, not its size: the
+// nodes a document reaches through its aliases, counted as if every alias
+// were written out, may number at most aliasFactor times the nodes it
+// writes, or minAliasBudget for a small document. An honest file of any
+// size loads, and an alias bomb ("billion laughs") is refused after one
+// pass over the nodes it writes, before anything is expanded.
+const (
+	aliasFactor    = 10
+	minAliasBudget = 1 << 16
+)
 
 const durationHint = "use Go syntax like 30s, 5m, 1h30m"
 
@@ -28,38 +37,128 @@ var (
 	yamlLineRe   = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 )
 
-// parseDoc reads exactly one YAML document and returns its root node.
-func parseDoc(file string, data []byte) (*yaml.Node, *FieldError) {
+// parseDoc reads exactly one YAML document and returns its root node and
+// the number of nodes it writes.
+func parseDoc(file string, data []byte) (*yaml.Node, int, *FieldError) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, &FieldError{File: file, Line: 1, Col: 1, Msg: "empty schedule; a schedule starts with version: 1"}
+			return nil, 0, &FieldError{File: file, Line: 1, Col: 1, Msg: "empty schedule; a schedule starts with version: 1"}
 		}
-		return nil, syntaxError(file, err)
+		return nil, 0, syntaxError(file, err)
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
-		return nil, &FieldError{File: file, Line: max(doc.Line, 1), Col: max(doc.Column, 1), Msg: "empty schedule; a schedule starts with version: 1"}
+		return nil, 0, &FieldError{File: file, Line: max(doc.Line, 1), Col: max(doc.Column, 1), Msg: "empty schedule; a schedule starts with version: 1"}
 	}
 	root := doc.Content[0]
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, syntaxError(file, err)
+		return nil, 0, syntaxError(file, err)
 	default:
 		n := &next
 		if len(next.Content) > 0 {
 			n = next.Content[0]
 		}
-		return nil, &FieldError{File: file, Line: n.Line, Col: n.Column,
+		return nil, 0, &FieldError{File: file, Line: n.Line, Col: n.Column,
 			Msg: "a second YAML document is not allowed; a schedule is one document (remove the extra ---)"}
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, &FieldError{File: file, Line: root.Line, Col: root.Column,
+		return nil, 0, &FieldError{File: file, Line: root.Line, Col: root.Column,
 			Msg: "expected a mapping (version, timezone, audit, state, defaults, accounts, jobs), got " + describe(root)}
 	}
-	return root, nil
+	nodes, fe := checkAliases(file, root)
+	if fe != nil {
+		return nil, 0, fe
+	}
+	return root, nodes, nil
+}
+
+// aliasCount measures what the aliases of a document expand to without
+// expanding them: each written node is visited once, and an alias counts
+// the size of its anchor's value, remembered per anchor.
+type aliasCount struct {
+	written  int                // nodes the document writes, aliases included
+	expanded int                // nodes reached through aliases
+	sizes    map[*yaml.Node]int // anchored node → size with aliases written out; -1 while it is being counted
+	cycle    *yaml.Node         // an alias inside the value of its own anchor
+	stopAt   int                // when > 0, stop at the alias where expanded passes it
+	stopped  *yaml.Node         // that alias
+}
+
+// sizeCap keeps sizes from overflowing (the sum of two fits in an int); any
+// size near it is far beyond a budget.
+const sizeCap = math.MaxInt / 2
+
+// visit counts n and the nodes under it and returns the size of n with its
+// aliases written out, at most sizeCap.
+func (a *aliasCount) visit(n *yaml.Node) int {
+	if a.cycle != nil || a.stopped != nil {
+		return 0
+	}
+	a.written++
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			return 1
+		}
+		s, ok := a.sizes[n.Alias]
+		if !ok {
+			// The parser only aliases an anchor it has read, so this is
+			// a tree built otherwise: count the value where it is used.
+			s = a.visit(n.Alias)
+		}
+		if s < 0 {
+			a.cycle = n
+			return 0
+		}
+		a.expanded = min(a.expanded+s, sizeCap)
+		if a.stopAt > 0 && a.expanded > a.stopAt {
+			a.stopped = n
+		}
+		return s
+	}
+	if n.Anchor != "" {
+		a.sizes[n] = -1
+	}
+	s := 1
+	for _, c := range n.Content {
+		s = min(s+a.visit(c), sizeCap)
+	}
+	if n.Anchor != "" {
+		a.sizes[n] = s
+	}
+	return s
+}
+
+// checkAliases returns the number of nodes the document writes. It refuses
+// a document whose aliases expand too much (see aliasFactor), at the alias
+// where the expansion passes the budget, and a document with an alias
+// inside the value of its own anchor, which never ends.
+func checkAliases(file string, root *yaml.Node) (int, *FieldError) {
+	a := &aliasCount{sizes: map[*yaml.Node]int{}}
+	a.visit(root)
+	if n := a.cycle; n != nil {
+		return 0, &FieldError{File: file, Line: n.Line, Col: n.Column,
+			Msg: fmt.Sprintf("alias *%s is inside the value of its own anchor &%s and would expand forever; an alias may only repeat a value that ends before it", n.Value, n.Value)}
+	}
+	budget := max(minAliasBudget, aliasFactor*a.written)
+	if a.expanded <= budget {
+		return a.written, nil
+	}
+	// Count again to find the alias where the expansion passes the budget.
+	written := a.written
+	a = &aliasCount{sizes: map[*yaml.Node]int{}, stopAt: budget}
+	a.visit(root)
+	n := a.stopped
+	if n == nil { // cannot happen: the count is the same
+		n = root
+	}
+	return 0, &FieldError{File: file, Line: n.Line, Col: n.Column,
+		Msg: fmt.Sprintf("document expands aliases too much: they reach more than %d nodes for %d written (the limit is %d per node written, or %d for a small file); "+
+			"write the repeated values out instead of aliasing them, and set what jobs share once under defaults:",
+			budget, written, aliasFactor, minAliasBudget)}
 }
 
 // syntaxError turns a yaml.v3 parse error, which has a line but no column,
@@ -78,20 +177,34 @@ func syntaxError(file string, err error) *FieldError {
 // anything is decoded: unknown and duplicate fields, wrong kinds, values
 // that do not parse, secret references. It reports every problem with its
 // position and field path, records the node of every path for the
-// semantic checks, and builds a clean copy of the tree without the
-// offending nodes so that decoding can go on and later checks still run.
+// semantic checks, and builds a clean copy of the tree, with aliases
+// written out and without the offending nodes, so that decoding can go on
+// and later checks still run.
 type walker struct {
 	file  string
 	probs Problems
-	vals  map[string]*yaml.Node // path → value node (the alias, not its target)
-	keys  map[string]*yaml.Node // path → key node
-	typos map[string]bool       // paths of fields an unknown field was probably meant to be
-	steps int
+	nodes map[string]pathNodes // path → its nodes
+	typos map[string]bool      // paths of fields an unknown field was probably meant to be
+	lines map[int][]string     // line → paths of the values on it, leftmost first; see pathAt
 }
 
-func newWalker(file string) *walker {
-	return &walker{file: file, vals: map[string]*yaml.Node{}, keys: map[string]*yaml.Node{}, typos: map[string]bool{}}
+// pathNodes are the nodes of one path.
+type pathNodes struct {
+	key *yaml.Node // the key of a mapping entry; nil for a list element
+	val *yaml.Node // the value (the alias, not its target); nil for a key without a value
 }
+
+// newWalker returns a walker for a document that writes about nodes nodes.
+func newWalker(file string, nodes int) *walker {
+	// A path per mapping entry or list element: about half the nodes.
+	return &walker{file: file, nodes: make(map[string]pathNodes, nodes/2), typos: map[string]bool{}}
+}
+
+// val returns the value node of path, or nil.
+func (w *walker) val(path string) *yaml.Node { return w.nodes[path].val }
+
+// keyAt returns the key node of path, or nil.
+func (w *walker) keyAt(path string) *yaml.Node { return w.nodes[path].key }
 
 func (w *walker) add(n *yaml.Node, path, format string, args ...any) {
 	w.probs = append(w.probs, &FieldError{File: w.file, Path: path, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(format, args...)})
@@ -104,7 +217,7 @@ func child(path, key string) string {
 	return path + "." + key
 }
 
-func index(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
+func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
@@ -141,17 +254,11 @@ func describe(n *yaml.Node) string {
 	return "something else"
 }
 
-// walk checks n against type t at path and returns a clean copy, or nil
-// when n cannot be decoded into t.
-func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
-	w.steps++
-	if w.steps > maxNodes {
-		if w.steps == maxNodes+1 {
-			w.add(n, path, "document too large (more than %d nodes with aliases expanded)", maxNodes)
-		}
-		return nil
-	}
-	w.vals[path] = n
+// walk checks n, the value of key k (nil for a list element or the root),
+// against type t at path and returns a clean copy, or nil when n cannot be
+// decoded into t.
+func (w *walker) walk(k, n *yaml.Node, t reflect.Type, path string) *yaml.Node {
+	w.nodes[path] = pathNodes{k, n}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			w.add(n, path, "alias to nothing")
@@ -162,8 +269,8 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
 			w.add(n, path, "alias to an alias is not supported")
 			return nil
 		}
-		c := w.walk(target, t, path)
-		w.vals[path] = n
+		c := w.walk(k, target, t, path)
+		w.nodes[path] = pathNodes{k, n}
 		return c
 	}
 	if t.Kind() == reflect.Pointer {
@@ -220,6 +327,9 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
 }
 
 func (w *walker) scalar(n *yaml.Node, path string, v any, want string) *yaml.Node {
+	if _, str := v.(*string); str && n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		return n // what Decode would say, without a decoder per value
+	}
 	if n.Kind != yaml.ScalarNode || n.Decode(v) != nil {
 		w.add(n, path, "expected %s, got %s", want, describe(n))
 		return nil
@@ -227,9 +337,29 @@ func (w *walker) scalar(n *yaml.Node, path string, v any, want string) *yaml.Nod
 	return n
 }
 
+// structFields is what fieldsOf returns for one type.
+type structFields struct {
+	types map[string]reflect.Type
+	names []string
+}
+
+// fieldsCache holds fieldsOf of each struct type seen: reflect.Type → structFields.
+var fieldsCache sync.Map
+
 // fieldsOf maps the yaml names of t's fields, inline structs flattened, to
-// their types, and lists them in declaration order.
+// their types, and lists them in declaration order. The result is shared:
+// callers must not change it.
 func fieldsOf(t reflect.Type) (map[string]reflect.Type, []string) {
+	if f, ok := fieldsCache.Load(t); ok {
+		f := f.(structFields)
+		return f.types, f.names
+	}
+	types, names := fieldsOfType(t)
+	fieldsCache.Store(t, structFields{types, names})
+	return types, names
+}
+
+func fieldsOfType(t reflect.Type) (map[string]reflect.Type, []string) {
 	types := map[string]reflect.Type{}
 	var names []string
 	for f := range t.Fields() {
@@ -239,7 +369,7 @@ func fieldsOf(t reflect.Type) (map[string]reflect.Type, []string) {
 			continue
 		}
 		if opts == "inline" {
-			sub, subNames := fieldsOf(f.Type)
+			sub, subNames := fieldsOfType(f.Type)
 			for _, n := range subNames {
 				types[n] = sub[n]
 			}
@@ -255,24 +385,25 @@ func fieldsOf(t reflect.Type) (map[string]reflect.Type, []string) {
 	return types, names
 }
 
-// key checks a mapping key node and returns its name.
-func (w *walker) key(k *yaml.Node, path string) (string, bool) {
+// key checks a mapping key node and returns its name and the node to keep
+// in the clean copy (the key itself, or the value of an aliased key).
+func (w *walker) key(k *yaml.Node, path string) (string, *yaml.Node, bool) {
 	if k.Kind == yaml.AliasNode && k.Alias != nil {
 		k = k.Alias
 	}
 	if k.Kind != yaml.ScalarNode {
 		w.add(k, path, "expected a name as key, got %s", describe(k))
-		return "", false
+		return "", nil, false
 	}
 	if k.ShortTag() == "!!merge" {
 		w.add(k, path, "merge keys (<<) are not supported; write the fields out")
-		return "", false
+		return "", nil, false
 	}
 	if k.Value == "" || isNull(k) {
 		w.add(k, path, "empty key")
-		return "", false
+		return "", nil, false
 	}
-	return k.Value, true
+	return k.Value, k, true
 }
 
 func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
@@ -282,11 +413,11 @@ func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, path string) *yaml.Nod
 	}
 	types, names := fieldsOf(t)
 	c := *n
-	c.Content = nil
+	c.Content = make([]*yaml.Node, 0, len(n.Content))
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		name, ok := w.key(k, path)
+		name, ck, ok := w.key(k, path)
 		if !ok {
 			continue
 		}
@@ -304,9 +435,8 @@ func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, path string) *yaml.Nod
 			}
 			continue
 		}
-		w.keys[p] = k
-		if cv := w.walk(v, ft, p); cv != nil {
-			c.Content = append(c.Content, k, cv)
+		if cv := w.walk(k, v, ft, p); cv != nil {
+			c.Content = append(c.Content, ck, cv)
 		}
 	}
 	return &c
@@ -318,11 +448,11 @@ func (w *walker) walkMap(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
 		return nil
 	}
 	c := *n
-	c.Content = nil
+	c.Content = make([]*yaml.Node, 0, len(n.Content))
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		name, ok := w.key(k, path)
+		name, ck, ok := w.key(k, path)
 		if !ok {
 			continue
 		}
@@ -332,13 +462,13 @@ func (w *walker) walkMap(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
 			continue
 		}
 		seen[name] = k
-		w.keys[p] = k
 		if isNull(v) {
+			w.nodes[p] = pathNodes{key: k}
 			w.add(v, p, "expected %s, got nothing", withArticle(elemNoun(t.Elem())))
 			continue
 		}
-		if cv := w.walk(v, t.Elem(), p); cv != nil {
-			c.Content = append(c.Content, k, cv)
+		if cv := w.walk(k, v, t.Elem(), p); cv != nil {
+			c.Content = append(c.Content, ck, cv)
 		}
 	}
 	return &c
@@ -353,15 +483,15 @@ func (w *walker) walkSlice(n *yaml.Node, t reflect.Type, path string) *yaml.Node
 		return nil
 	}
 	c := *n
-	c.Content = nil
+	c.Content = make([]*yaml.Node, 0, len(n.Content))
 	for i, e := range n.Content {
 		p := index(path, i)
 		if isNull(e) {
-			w.vals[p] = e
+			w.nodes[p] = pathNodes{val: e}
 			w.add(e, p, "expected %s, got nothing", withArticle(elemNoun(t.Elem())))
 			continue
 		}
-		if ce := w.walk(e, t.Elem(), p); ce != nil {
+		if ce := w.walk(nil, e, t.Elem(), p); ce != nil {
 			c.Content = append(c.Content, ce)
 		} else {
 			// Keep the index of later elements stable for the semantic
@@ -429,9 +559,9 @@ func (w *walker) translate(err error) Problems {
 			fe.Msg = s + "; " + durationHint
 		}
 		fe.Path = w.pathAt(fe.Line, name)
-		if n := w.vals[fe.Path]; n != nil {
-			fe.Col = n.Column
-			if k := w.keys[fe.Path]; k != nil && name != "" {
+		if pn := w.nodes[fe.Path]; pn.val != nil {
+			fe.Col = pn.val.Column
+			if k := pn.key; k != nil && name != "" {
 				fe.Col = k.Column
 			}
 		}
@@ -443,19 +573,25 @@ func (w *walker) translate(err error) Problems {
 // pathAt finds the path of a node on line, preferring a key named name,
 // and otherwise the leftmost node on the line.
 func (w *walker) pathAt(line int, name string) string {
-	var paths []string
-	for p, n := range w.vals {
-		if n.Line == line {
-			paths = append(paths, p)
+	if w.lines == nil {
+		// Index the paths by line once: a decoder error can come per job.
+		w.lines = map[int][]string{}
+		for p, pn := range w.nodes {
+			if pn.val != nil {
+				w.lines[pn.val.Line] = append(w.lines[pn.val.Line], p)
+			}
+		}
+		for _, paths := range w.lines {
+			sort.Slice(paths, func(i, j int) bool {
+				a, b := w.val(paths[i]), w.val(paths[j])
+				if a.Column != b.Column {
+					return a.Column < b.Column
+				}
+				return paths[i] < paths[j]
+			})
 		}
 	}
-	sort.Slice(paths, func(i, j int) bool {
-		a, b := w.vals[paths[i]], w.vals[paths[j]]
-		if a.Column != b.Column {
-			return a.Column < b.Column
-		}
-		return paths[i] < paths[j]
-	})
+	paths := w.lines[line]
 	for _, p := range paths {
 		if name != "" && strings.HasSuffix(p, "."+name) {
 			return p

@@ -10,6 +10,11 @@
 // its zone (Loc) and parsed schedule (Spec), and relative audit and state
 // paths are resolved against Options.Dir.
 //
+// YAML anchors and aliases are allowed, but a document whose aliases reach
+// more than ten times the nodes it writes (and more than 65 536) is
+// refused before anything is expanded, so that an alias bomb costs an
+// error and not memory, while an honest file of any size loads.
+//
 // Messages never quote the value of a secret field (access_key, secret_key,
 // token, user, username, password): an inline secret is reported by position
 // and path only.

@@ -1,7 +1,6 @@
 package schedule
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cloudcron/scheduler/internal/secret"
-	"gopkg.in/yaml.v3"
 )
 
 // Options tunes Load.
@@ -59,28 +57,21 @@ func LoadFile(path string, opts Options) (*Config, error) {
 // unwraps to a *FieldError.
 func Load(name string, data []byte, opts Options) (*Config, error) {
 	sum := sha256.Sum256(data)
-	root, perr := parseDoc(name, data)
+	root, nodes, perr := parseDoc(name, data)
 	if perr != nil {
 		return nil, Problems{perr}
 	}
-	w := newWalker(name)
-	clean := w.walk(root, reflect.TypeFor[Config](), "")
+	w := newWalker(name, nodes)
+	clean := w.walk(nil, root, reflect.TypeFor[Config](), "")
 
 	cfg := &Config{}
-	if len(w.probs) == 0 {
-		// The walker found nothing: decode the bytes with the strict
-		// decoder, which is the source of truth for a valid file.
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil {
-			w.probs = append(w.probs, w.translate(err)...)
-			cfg = &Config{}
-			_ = clean.Decode(cfg)
-		}
-	} else if clean != nil {
-		// Decode what is left so that the semantic checks still run and
-		// every problem is reported in one go. The walker removed every
-		// node this could fail on; an error here only loses later checks.
+	if clean != nil {
+		// Decode the walker's copy of the tree: the parsed file with its
+		// aliases written out (checkAliases bounded them) and without
+		// the nodes the walker reported, so that the semantic checks
+		// still run and every problem is reported in one go. The walker
+		// rejects unknown and duplicate fields and every value the
+		// decoder would refuse; an error here only loses later checks.
 		if err := clean.Decode(cfg); err != nil {
 			w.probs = append(w.probs, w.translate(err)...)
 		}
@@ -110,14 +101,26 @@ func Load(name string, data []byte, opts Options) (*Config, error) {
 			cfg.State.Dir = filepath.Join(opts.Dir, cfg.State.Dir)
 		}
 	}
+	accts := make(map[string]json.RawMessage, len(cfg.Accounts))
+	cfg.byName = make(map[string]*Job, len(cfg.Jobs))
 	for _, j := range cfg.Jobs {
-		j.fingerprint = fingerprint(j, cfg.Accounts[j.Account])
+		cfg.byName[j.Name] = j
+		acct, ok := accts[j.Account]
+		if !ok {
+			acct = accountJSON(cfg.Accounts[j.Account])
+			accts[j.Account] = acct
+		}
+		j.fingerprint = fingerprint(j, acct)
 	}
 	return cfg, nil
 }
 
-// Job returns the job called name, or nil.
+// Job returns the job called name, or nil. It costs the same with 10 jobs
+// or 100 000 in a Config that Load returned.
 func (c *Config) Job(name string) *Job {
+	if c.byName != nil {
+		return c.byName[name]
+	}
 	for _, j := range c.Jobs {
 		if j.Name == name {
 			return j
@@ -142,8 +145,51 @@ func (j *Job) Fingerprint() string {
 	return j.fingerprint
 }
 
-// fingerprint hashes a canonical JSON form of j and its account a.
-func fingerprint(j *Job, a *Account) string {
+// fingerprint hashes a canonical JSON form of j and acct, the form of its
+// account (see accountJSON), or of no account when acct is nil: the JSON of
+// the job's fields followed by a last field, Acct, that holds acct. The
+// bytes are those of one struct with an Acct field holding the account's
+// struct, as fingerprints were first computed, so they do not change.
+func fingerprint(j *Job, acct json.RawMessage) string {
+	zone := ""
+	if j.Loc != nil {
+		zone = j.Loc.String()
+	}
+	b, err := json.Marshal(struct {
+		Name, Schedule, Zone, Account, Action string
+		Targets                               []string
+		Timeout, Catchup, VerifyTimeout       time.Duration
+		Retry                                 Retry
+		Overlap                               string
+		Verify                                bool
+	}{
+		Name: j.Name, Schedule: j.Schedule, Zone: zone, Account: j.Account, Action: j.Action,
+		Targets: j.Targets, Timeout: j.TimeoutD, Catchup: j.CatchupD, VerifyTimeout: j.VerifyTimeoutD,
+		Retry: j.Backoff, Overlap: j.Overlap, Verify: j.Verify != nil && *j.Verify,
+	})
+	if err != nil {
+		panic("schedule: fingerprint: " + err.Error()) // plain data; cannot fail
+	}
+	if acct == nil {
+		acct = json.RawMessage("null")
+	}
+	// Append the Acct field by hand: the account's form is the same for
+	// all its jobs and is encoded once.
+	h := sha256.New()
+	h.Write(b[:len(b)-1])
+	h.Write([]byte(`,"Acct":`))
+	h.Write(acct)
+	h.Write([]byte("}"))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// accountJSON is the canonical JSON form of a, part of the fingerprint of
+// each of its jobs: computed once per account, embedded as is. A nil a
+// gives nil.
+func accountJSON(a *Account) json.RawMessage {
+	if a == nil {
+		return nil
+	}
 	type ref struct{ Env, File, Credential string }
 	canon := func(r *secret.Ref) *ref {
 		if r == nil {
@@ -151,41 +197,20 @@ func fingerprint(j *Job, a *Account) string {
 		}
 		return &ref{r.Env, r.File, r.Credential}
 	}
-	zone := ""
-	if j.Loc != nil {
-		zone = j.Loc.String()
-	}
-	form := struct {
-		Name, Schedule, Zone, Account, Action string
-		Targets                               []string
-		Timeout, Catchup, VerifyTimeout       time.Duration
-		Retry                                 Retry
-		Overlap                               string
-		Verify                                bool
-		Acct                                  any
+	b, err := json.Marshal(struct {
+		Vendor, Region, Domain, Cluster, ProjectID, Auth, API string
+		AccessKey, SecretKey, Token, User, Username, Password *ref
+		Endpoints                                             map[string]string
+		RateLimit                                             *RateLimit
+		Concurrency                                           int
+		Faults                                                []Fault
 	}{
-		Name: j.Name, Schedule: j.Schedule, Zone: zone, Account: j.Account, Action: j.Action,
-		Targets: j.Targets, Timeout: j.TimeoutD, Catchup: j.CatchupD, VerifyTimeout: j.VerifyTimeoutD,
-		Retry: j.Backoff, Overlap: j.Overlap, Verify: j.Verify != nil && *j.Verify,
-	}
-	if a != nil {
-		form.Acct = struct {
-			Vendor, Region, Domain, Cluster, ProjectID, Auth, API string
-			AccessKey, SecretKey, Token, User, Username, Password *ref
-			Endpoints                                             map[string]string
-			RateLimit                                             *RateLimit
-			Concurrency                                           int
-			Faults                                                []Fault
-		}{
-			a.Vendor, a.Region, a.Domain, a.Cluster, a.ProjectID, a.Auth, a.API,
-			canon(a.AccessKey), canon(a.SecretKey), canon(a.Token), canon(a.User), canon(a.Username), canon(a.Password),
-			a.Endpoints, a.RateLimit, a.Concurrency, a.Faults,
-		}
-	}
-	b, err := json.Marshal(form)
+		a.Vendor, a.Region, a.Domain, a.Cluster, a.ProjectID, a.Auth, a.API,
+		canon(a.AccessKey), canon(a.SecretKey), canon(a.Token), canon(a.User), canon(a.Username), canon(a.Password),
+		a.Endpoints, a.RateLimit, a.Concurrency, a.Faults,
+	})
 	if err != nil {
 		panic("schedule: fingerprint: " + err.Error()) // plain data; cannot fail
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return b
 }

@@ -99,6 +99,9 @@ func TestLoadBadConfigs(t *testing.T) {
 		{"audit-missing", 1, 1, "audit.path", "missing"},
 		{"merge-key", 15, 5, "jobs[1]", "merge keys (<<) are not supported"},
 		{"null-job", 15, 5, "jobs[1]", "expected a job, got nothing"},
+		{"billion-laughs", 6, 29, "", "document expands aliases too much"},
+		{"nested-alias", 226, 5, "", "document expands aliases too much"},
+		{"alias-cycle", 14, 24, "", "alias *t is inside the value of its own anchor &t"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {

@@ -25,7 +25,8 @@ type Config struct {
 	File string         `yaml:"-"` // the file name given to Load, used in messages
 	Loc  *time.Location `yaml:"-"` // Timezone loaded (UTC when empty)
 
-	hash string // hex SHA-256 of the file bytes; see Hash
+	hash   string          // hex SHA-256 of the file bytes; see Hash
+	byName map[string]*Job // the jobs by name; see Job
 }
 
 // AuditConfig says where the audit log lives.

@@ -64,12 +64,79 @@ type validator struct {
 	probs  Problems
 
 	badPaths map[string]bool // paths at or above a walker problem; see bad
+
+	// Per load, so that checking a job costs the same with 10 jobs or
+	// 100 000: zones and schedules are parsed once per distinct value,
+	// and the fixes that list every account or action are built once.
+	zones      map[string]zone
+	specs      map[specKey]parsedSpec
+	firstJob   map[string]int        // job name → index of the first job of that name
+	guesses    map[string]guess      // unknown account name → what it was probably meant to be
+	uses       map[string]accountUse // sandbox account with faults → what its jobs run
+	accountFix string
+	actionFix  string
+}
+
+// guess is what an unknown name was probably meant to be.
+type guess struct {
+	closest string // see closest
+	hint    string // see hint
+}
+
+// guessAccount returns what an unknown account name was probably meant to
+// be, once per name: a misspelt name is often repeated in many jobs.
+func (v *validator) guessAccount(name string, accounts []string) guess {
+	g, ok := v.guesses[name]
+	if !ok {
+		g = guess{closest(name, accounts), hint(name, accounts)}
+		v.guesses[name] = g
+	}
+	return g
+}
+
+// zone is a loaded time zone, or why it does not load.
+type zone struct {
+	loc *time.Location
+	err error
+}
+
+// specKey is a schedule in a zone; parsedSpec is what it parses to.
+type specKey struct {
+	spec string
+	loc  *time.Location
+}
+
+type parsedSpec struct {
+	spec engine.Schedule
+	err  error
+}
+
+// zone loads the zone called name, once per load.
+func (v *validator) zone(name string) (*time.Location, error) {
+	z, ok := v.zones[name]
+	if !ok {
+		z.loc, z.err = loadZone(name)
+		v.zones[name] = z
+	}
+	return z.loc, z.err
+}
+
+// parse parses a schedule in loc, once per load for each distinct pair:
+// jobs that share a schedule share its immutable engine.Schedule.
+func (v *validator) parse(spec string, loc *time.Location) (engine.Schedule, error) {
+	k := specKey{spec, loc}
+	p, ok := v.specs[k]
+	if !ok {
+		p.spec, p.err = engine.Parse(spec, loc, v.anchor)
+		v.specs[k] = p
+	}
+	return p.spec, p.err
 }
 
 // node returns the node of path or of its nearest recorded ancestor.
 func (v *validator) node(path string) *yaml.Node {
 	for p := path; ; {
-		if n := v.w.vals[p]; n != nil {
+		if n := v.w.val(p); n != nil {
 			return n
 		}
 		if p == "" {
@@ -109,7 +176,7 @@ func (v *validator) missingAt(base, path, format string, args ...any) {
 
 // errKey reports a problem with the field at path itself (its key).
 func (v *validator) errKey(path, format string, args ...any) {
-	if k := v.w.keys[path]; k != nil {
+	if k := v.w.keyAt(path); k != nil {
 		v.addAt(k.Line, k.Column, path, format, args...)
 		return
 	}
@@ -118,12 +185,12 @@ func (v *validator) errKey(path, format string, args ...any) {
 
 // present reports whether the file sets the field at path, even to null
 // or to a value the walker rejected.
-func (v *validator) present(path string) bool { return v.w.keys[path] != nil }
+func (v *validator) present(path string) bool { return v.w.keyAt(path) != nil }
 
 // set reports whether the file gives the field at path a non-null value
 // that the walker accepted.
 func (v *validator) set(path string) bool {
-	n := v.w.vals[path]
+	n := v.w.val(path)
 	return n != nil && !isNull(n) && !v.bad(path)
 }
 
@@ -177,12 +244,16 @@ func loadZone(name string) (*time.Location, error) {
 
 func (v *validator) run() {
 	c := v.c
+	v.zones = map[string]zone{}
+	v.specs = map[specKey]parsedSpec{}
+	v.firstJob = make(map[string]int, len(c.Jobs))
+	v.guesses = map[string]guess{}
 	if v.need("", "version", c.Version == 0 && !v.set("version"), "add version: 1 at the top") && c.Version != 1 {
 		v.errAt("version", "unsupported version %d; this scheduler reads version 1", c.Version)
 	}
 	c.Loc = time.UTC
 	if c.Timezone != "" {
-		if loc, err := loadZone(c.Timezone); err != nil {
+		if loc, err := v.zone(c.Timezone); err != nil {
 			v.errAt("timezone", "%s", err.Error())
 		} else {
 			c.Loc = loc
@@ -202,6 +273,11 @@ func (v *validator) run() {
 			v.checkAccount(name, a)
 		}
 	}
+	v.accountFix = "name one of the accounts: " + list(names)
+	if len(names) == 0 {
+		v.accountFix = "define an account under accounts: and name it here"
+	}
+	v.actionFix = "name a catalogue action: " + list(catalogNames)
 
 	if len(c.Jobs) == 0 && !v.bad("jobs") {
 		if v.present("jobs") {
@@ -210,17 +286,16 @@ func (v *validator) run() {
 			v.missingAt("", "jobs", "missing; add at least one job under jobs:")
 		}
 	}
-	firstLine := map[string]int{}
 	used := map[string]bool{}
 	for i, j := range c.Jobs {
 		if j == nil {
 			continue
 		}
-		v.checkJob(i, j, names, firstLine)
+		v.checkJob(i, j, names)
 		used[j.Account] = true
 		if c.Accounts[j.Account] == nil {
 			// A misspelt account name is reported once, at the job.
-			used[closest(j.Account, names)] = true
+			used[v.guessAccount(j.Account, names).closest] = true
 		}
 	}
 	for _, name := range names {
@@ -236,30 +311,31 @@ func (v *validator) run() {
 	}
 }
 
-func (v *validator) checkJob(i int, j *Job, accounts []string, firstLine map[string]int) {
+func (v *validator) checkJob(i int, j *Job, accounts []string) {
 	c := v.c
 	base := index("jobs", i)
-	if n := v.w.vals[base]; n != nil {
+	if n := v.w.val(base); n != nil {
 		j.Line, j.Column = n.Line, n.Column
 	}
 	if v.need(base, "name", j.Name == "", "every job needs a unique name") {
-		if first, dup := firstLine[j.Name]; dup {
-			v.errAt(child(base, "name"), "duplicate job name %q; first defined at line %d", j.Name, first)
+		if first, dup := v.firstJob[j.Name]; dup {
+			line := v.node(child(index("jobs", first), "name")).Line
+			v.errAt(child(base, "name"), "duplicate job name %q; first defined at line %d", j.Name, line)
 		} else {
-			firstLine[j.Name] = v.node(child(base, "name")).Line
+			v.firstJob[j.Name] = i
 		}
 	}
 
 	j.Loc = c.Loc
 	if j.Timezone != "" {
-		if loc, err := loadZone(j.Timezone); err != nil {
+		if loc, err := v.zone(j.Timezone); err != nil {
 			v.errAt(child(base, "timezone"), "%s", err.Error())
 		} else {
 			j.Loc = loc
 		}
 	}
 	if v.need(base, "schedule", j.Schedule == "", `e.g. schedule: "0 9 * * MON-FRI"`) {
-		spec, err := engine.Parse(j.Schedule, j.Loc, v.anchor)
+		spec, err := v.parse(j.Schedule, j.Loc)
 		switch {
 		case err != nil:
 			v.errAt(child(base, "schedule"), "invalid schedule %q: %s", j.Schedule, err.Error())
@@ -271,21 +347,17 @@ func (v *validator) checkJob(i int, j *Job, accounts []string, firstLine map[str
 	}
 
 	var acc *Account
-	accountFix := "name one of the accounts: " + list(accounts)
-	if len(accounts) == 0 {
-		accountFix = "define an account under accounts: and name it here"
-	}
-	if v.need(base, "account", j.Account == "", accountFix) {
+	if v.need(base, "account", j.Account == "", v.accountFix) {
 		acc = c.Accounts[j.Account]
 		if acc == nil && !v.bad(child("accounts", j.Account)) {
 			if len(accounts) == 0 {
 				v.errAt(child(base, "account"), "unknown account %q; no accounts are defined (add one under accounts:)", j.Account)
 			} else {
-				v.errAt(child(base, "account"), "unknown account %q; %s", j.Account, hint(j.Account, accounts))
+				v.errAt(child(base, "account"), "unknown account %q; %s", j.Account, v.guessAccount(j.Account, accounts).hint)
 			}
 		}
 	}
-	if v.need(base, "action", j.Action == "", "name a catalogue action: "+list(catalogNames)) {
+	if v.need(base, "action", j.Action == "", v.actionFix) {
 		info, ok := vendors.Catalogue[j.Action]
 		switch {
 		case !ok:
@@ -323,7 +395,32 @@ func (v *validator) checkJob(i int, j *Job, accounts []string, firstLine map[str
 			v.errAt(p, "%s", msg)
 		}
 	}
-	v.checkPolicy(j.Policy, base)
+	if v.writesPolicy(base) {
+		v.checkPolicy(j.Policy, base)
+	}
+}
+
+// writesPolicy reports whether the job at base writes a policy field
+// itself; checkPolicy has nothing to report about one that does not.
+func (v *validator) writesPolicy(base string) bool {
+	n := v.w.val(base)
+	if n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return true
+	}
+	fields, _ := fieldsOf(reflect.TypeFor[Policy]())
+	for i := 0; i < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if k.Kind == yaml.AliasNode && k.Alias != nil {
+			k = k.Alias
+		}
+		if _, ok := fields[k.Value]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // targetProblem checks a target id against the format the action's vendor
@@ -548,19 +645,13 @@ func (v *validator) checkFaults(name string, a *Account) {
 	if a.Vendor != "sandbox" || len(a.Faults) == 0 {
 		return
 	}
-	targets := map[string]bool{}
-	actions := map[string]bool{}
-	for _, j := range v.c.Jobs {
-		if j != nil && j.Account == name {
-			actions[j.Action] = true
-			for _, t := range j.Targets {
-				targets[t] = true
-			}
-		}
+	if v.uses == nil {
+		v.uses = v.faultUses()
 	}
+	actions, targets := v.uses[name].actions, v.uses[name].targets
 	for k, f := range a.Faults {
 		base := index(child(child("accounts", name), "faults"), k)
-		if v.bad(base) && v.w.vals[base] != nil && isNull(v.w.vals[base]) {
+		if v.bad(base) && v.w.val(base) != nil && isNull(v.w.val(base)) {
 			continue
 		}
 		if v.need(base, "kind", f.Kind == "", "set kind to one of "+strings.Join(faultKinds, ", ")) && !oneOf(f.Kind, faultKinds) {
@@ -600,6 +691,34 @@ func (v *validator) checkFaults(name string, a *Account) {
 			v.errKey(p, "delay applies to kind delay only")
 		}
 	}
+}
+
+// accountUse is what the jobs of one account run.
+type accountUse struct {
+	actions, targets map[string]bool
+}
+
+// faultUses returns what the jobs of each sandbox account with faults run,
+// in one pass over the jobs.
+func (v *validator) faultUses() map[string]accountUse {
+	uses := map[string]accountUse{}
+	for name, a := range v.c.Accounts {
+		if a != nil && a.Vendor == "sandbox" && len(a.Faults) > 0 {
+			uses[name] = accountUse{actions: map[string]bool{}, targets: map[string]bool{}}
+		}
+	}
+	for _, j := range v.c.Jobs {
+		if j == nil {
+			continue
+		}
+		if u, ok := uses[j.Account]; ok {
+			u.actions[j.Action] = true
+			for _, t := range j.Targets {
+				u.targets[t] = true
+			}
+		}
+	}
+	return uses
 }
 
 // checkSecrets resolves every secret reference of every account with
