@@ -32,6 +32,8 @@ type queue struct {
 	busy  int                // slots held
 	ring  []*fire            // fires with something waiting, served in turn
 	pos   int                // ring index served next
+
+	token chan struct{} // held by the one target waiting for a token
 }
 
 // waiter is a started target waiting for a slot.
@@ -56,7 +58,7 @@ func (e *Executor) queue(account string) *queue {
 	e.mu.Lock()
 	q, ok := e.queues[account]
 	if !ok {
-		q = &queue{account: account}
+		q = &queue{account: account, token: make(chan struct{}, 1)}
 		e.queues[account] = q
 	}
 	e.mu.Unlock()
@@ -245,6 +247,23 @@ func (q *queue) leaveIfIdleLocked(f *fire) bool {
 	f.inRing = false
 	f.waiters = nil // drop the backing array
 	return true
+}
+
+// acquireToken waits for the account's 429 pause to end and takes a token
+// of lim. One target of the account at a time waits for a token (the
+// others wait for their turn to wait, first come first served), so the
+// limiter's reservations do not run ahead of the requests sent: a request
+// the transport paces itself (a second request of an action, such as
+// SCNet's token fetch) waits behind at most one turn, and a rate lowered
+// by a 429 applies to every turn taken after it.
+func (q *queue) acquireToken(ctx context.Context, lim *ratelimit.Limiter) (*ratelimit.Ticket, error) {
+	select {
+	case q.token <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-q.token }()
+	return lim.Acquire(ctx)
 }
 
 // limiter returns the account's current rate limiter.

@@ -490,3 +490,38 @@ func TestTargetsGetGoroutinesAsSlotsFree(t *testing.T) {
 		}
 	})
 }
+
+// TestSecondRequestOfAnActionWaitsBehindOneTurn: an action that makes a
+// request of its own before its call (SCNet's token fetch) spends its
+// turn's token on it; the call then waits in the transport, behind at
+// most one queued turn, not behind every target holding a slot.
+func TestSecondRequestOfAnActionWaitsBehindOneTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cloud := &memCloud{latency: 100 * time.Millisecond}
+		lim := ratelimit.New(ratelimit.Options{PerSecond: 4, Burst: 1})
+		h, hc := limitedHarness(t, 8, lim, cloud)
+		var fetched atomic.Bool
+		fetch := cloud.do(hc, "token")
+		start := cloud.do(hc, "start")
+		do := func(ctx context.Context, target string) (vendors.Result, error) {
+			if fetched.CompareAndSwap(false, true) {
+				if _, err := fetch(ctx, target); err != nil {
+					return vendors.Result{}, err
+				}
+			}
+			return start(ctx, target)
+		}
+		j := testJob(do, targetNames(8)...)
+		j.Timeout = 600 * time.Millisecond
+		out := h.exec.Fire(t.Context(), j, sched, time.Now().Add(time.Hour))
+		if f := out.Failed(); len(f) != 0 {
+			t.Fatalf("%d targets failed, first %s: %v", len(f), f[0].Target, f[0].Err)
+		}
+		if n := len(h.aud.records(audit.EventAttempt, "")); n != 8 {
+			t.Errorf("attempt records = %d; want 8, one per target", n)
+		}
+		if n := len(cloud.requests()); n != 9 {
+			t.Errorf("vendor saw %d requests; want 9 (a token fetch, 8 starts)", n)
+		}
+	})
+}

@@ -129,7 +129,7 @@ func (t *target) waitTurn(ctx context.Context, bound string) (*turn, error) {
 	}
 	tr := &turn{q: q}
 	if lim := q.limiter(); lim != nil {
-		tk, err := lim.Acquire(ctx)
+		tk, err := q.acquireToken(ctx, lim)
 		if err != nil {
 			q.release()
 			return nil, t.noTurn(bound, since, err)
