@@ -396,6 +396,27 @@ func (p *plan) close() {
 	}
 }
 
+// limiter returns the account's request pacer, the one its HTTP client's
+// transport is wrapped with; the executor queues each call for it.
+func (p *plan) limiter(account string) *ratelimit.Limiter {
+	if a := p.accounts[account]; a != nil {
+		return a.limiter
+	}
+	return nil
+}
+
+// limiter hands the current plan's limiter of an account to the executor
+// (executor.Options.Limiter), which asks at the start of each fire. A fire
+// still running under a plan a reload replaced queues with the new plan's
+// limiter while its requests go through the old one's transport; the
+// transport then ignores the foreign token and waits for its own, so the
+// overlap costs a second wait, never a request over the rate.
+func (d *Daemon) limiter(account string) *ratelimit.Limiter {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.plan.limiter(account)
+}
+
 // concurrency returns the per-account limit of in-flight calls.
 func (p *plan) concurrency(account string) int {
 	if a := p.cfg.Accounts[account]; a != nil && a.Concurrency > 0 {

@@ -260,6 +260,7 @@ func Start(opts Options) (*Daemon, error) {
 		Audit:       al,
 		Now:         opts.Now,
 		Concurrency: d.concurrency,
+		Limiter:     d.limiter,
 	})
 	d.runner = engine.NewRunner(opts.Log)
 	// Settling what a crash left may take a while (audit and state writes);

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,5 +112,56 @@ func TestThrottleStormSlowsTheAccount(t *testing.T) {
 	// a1: two 429s retried, then success.
 	if att := r.records(t, audit.EventAttempt, "a", "a1"); len(att) != 3 || att[2].Outcome != audit.OutcomeSuccess || att[0].HTTPStatus != 429 {
 		t.Errorf("a1 attempts %+v; want 429, 429, success", att)
+	}
+}
+
+// TestRateLimitCostsNoAttempt is issue 10's case through real clients:
+// targets of one account with rate_limit {per_second: 4, burst: 1} each
+// succeed with one attempt that reached the cloud, however long they
+// queued for their token (the last one longer than the job's 2s timeout).
+// SCNet's AK/SK token fetch, a request the action makes on its own, waits
+// for its own token in the transport.
+func TestRateLimitCostsNoAttempt(t *testing.T) {
+	e := startCloud(t, emulator.Options{TransitionDelay: -1})
+	targets := make([]string, 14)
+	for i := range targets {
+		targets[i] = fmt.Sprintf("nb-%02d", i)
+	}
+	p := e.plan(t, e.accounts("", "rate_limit: {per_second: 4, burst: 1}", "scnet"),
+		job("burst", "scnet", "scnet.notebook.start", false, targets...))
+	r := e.runner(t, p)
+	out := r.fire(t, "burst")
+	if f := out.Failed(); len(f) != 0 {
+		t.Fatalf("%d targets failed, first %s: %v", len(f), f[0].Target, f[0].Err)
+	}
+	att := r.records(t, audit.EventAttempt, "burst", "")
+	if len(att) != len(targets) {
+		for _, a := range att {
+			t.Logf("%s #%d %s %d %q %q", a.Target, a.Attempt, a.Outcome, a.HTTPStatus, a.Error, a.Detail)
+		}
+		t.Fatalf("attempt records = %d; want %d, one per target", len(att), len(targets))
+	}
+	queued := 0
+	for _, a := range att {
+		if a.HTTPStatus != 200 || a.Outcome != audit.OutcomeSuccess {
+			t.Errorf("attempt %s: http_status %d outcome %s (%s); want 200 success", a.Target, a.HTTPStatus, a.Outcome, a.Error)
+		}
+		if strings.Contains(a.Detail, "queued") && strings.Contains(a.Detail, "rate 4/s") {
+			queued++
+		}
+	}
+	if queued < len(targets)-2 {
+		t.Errorf("%d attempt records say they queued for the rate; want all but the first ones", queued)
+	}
+	var at []time.Time
+	for _, q := range e.cloud.Requests() {
+		at = append(at, q.Time)
+	}
+	if len(at) != len(targets)+1 {
+		t.Fatalf("the cloud saw %d requests; want %d (a token fetch and one start per target)", len(at), len(targets)+1)
+	}
+	// 15 requests at 4/s, burst 1: at least 14 gaps of 250ms.
+	if span := at[len(at)-1].Sub(at[0]); span < 14*250*time.Millisecond-50*time.Millisecond {
+		t.Errorf("%d requests within %s; want >= 3.5s at 4/s", len(at), span)
 	}
 }

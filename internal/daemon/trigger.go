@@ -51,7 +51,7 @@ func Trigger(ctx context.Context, o TriggerOptions) (executor.Outcome, error) {
 	if err != nil {
 		return executor.Outcome{}, fmt.Errorf("open audit log: %w", err)
 	}
-	ex := executor.New(executor.Options{Log: o.Log, Audit: al, Now: o.Now, Concurrency: p.concurrency})
+	ex := executor.New(executor.Options{Log: o.Log, Audit: al, Now: o.Now, Concurrency: p.concurrency, Limiter: p.limiter})
 	// A manual run is not a scheduled fire: its intent records say so, and
 	// the daemon's run state leaves them out when it replays the log.
 	out := ex.FireWith(ctx, p.jobs[o.Job], o.Now(), time.Time{}, func(rs []audit.Record) (bool, error) {

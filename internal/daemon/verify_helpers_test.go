@@ -141,7 +141,7 @@ func (e *cloudEnv) runner(t *testing.T, p *plan) *runner {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = al.Close() })
-	return &runner{p: p, log: al, path: path, ex: executor.New(executor.Options{Audit: al, Concurrency: p.concurrency})}
+	return &runner{p: p, log: al, path: path, ex: executor.New(executor.Options{Audit: al, Concurrency: p.concurrency, Limiter: p.limiter})}
 }
 
 // fastPolls makes a job's status polls start at 100ms instead of 1s.
