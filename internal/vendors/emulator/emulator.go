@@ -44,6 +44,11 @@ type Options struct {
 	TokenLifetime time.Duration
 	// Log receives one debug line per request; default zerolog.Nop().
 	Log zerolog.Logger
+	// Latency delays every answer by this long after the request was
+	// received (outside the state lock, so concurrent requests overlap),
+	// like a vendor API that takes this long per call; default 0. The
+	// request log still records the time the request was received.
+	Latency time.Duration
 }
 
 // Credentials are the secrets a client needs to talk to one Cloud. They
@@ -94,6 +99,8 @@ type Fault struct {
 
 // Request is one entry of the request log.
 type Request struct {
+	// Time is when the request was received (after a delay fault, when
+	// it was answered).
 	Time       time.Time
 	Vendor     string // ncp | scnet | otc; "" for a path no vendor serves
 	Action     string
@@ -275,6 +282,16 @@ type route struct {
 func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
 	k := &call{r: r, body: body, now: c.opts.Now()}
+	if c.opts.Latency > 0 {
+		t := time.NewTimer(c.opts.Latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		case <-c.done:
+			t.Stop()
+		}
+	}
 	if err != nil {
 		c.finish(w, k, jsonReply(http.StatusBadRequest, "", map[string]string{"error": "unreadable body"}), "")
 		return
