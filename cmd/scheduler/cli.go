@@ -46,6 +46,9 @@ Usage:
   scheduler demo     [--for DURATION]          the daemon on the demo schedule against
                                                the embedded emulated cloud; no credentials
   scheduler audit    [--config PATH | --path P] [--job NAME] [--since T] [--outcome O] [--json] | verify
+  scheduler bench    [--jobs N] [--due N] [--targets N] [--latency D] [--only S] [--json]
+                                               measure fire lag, start, reload, memory and
+                                               bursts against an emulated cloud
 
 Run 'scheduler COMMAND --help' for a command's flags.
 `
@@ -78,6 +81,8 @@ func run(ctx context.Context, reload <-chan struct{}, args []string, stdout, std
 		return e.cmdDemo(rest)
 	case "audit":
 		return e.cmdAudit(rest)
+	case "bench":
+		return e.cmdBench(rest)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
