@@ -534,8 +534,8 @@ func (s *Store) Register(job string, now time.Time) error {
 // job of forget (as Forget does), in one durable write whatever their
 // number: the daemon calls it once on start and once per reload.
 func (s *Store) Sync(forget, register []string, now time.Time) error {
-	if now.IsZero() {
-		return errors.New("state: sync: zero time")
+	if now.IsZero() && len(register) > 0 {
+		return errors.New("state: sync: zero registration time")
 	}
 	return s.change(true, func() bool {
 		changed := false
@@ -599,7 +599,7 @@ func (s *Store) Done(job string, scheduled time.Time, runID string) error {
 // still in flight are kept until Done, so a crash during a removed job's
 // last fire is still recovered.
 func (s *Store) Forget(job string) error {
-	return s.Sync([]string{job}, nil, time.Unix(0, 1))
+	return s.Sync([]string{job}, nil, time.Time{})
 }
 
 func (s *Store) forgetLocked(job string) bool {
