@@ -86,7 +86,7 @@ type Daemon struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	store     *state.Store // run state: intents, last done fires, audit tail
+	store     state.RunState // run state: intents, last done fires
 	stopClock chan struct{}
 	clockDone chan struct{}
 

@@ -54,6 +54,12 @@ func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) ([]reissueF
 	}
 	var reissue []reissueFire
 	for _, p := range pending {
+		// Another replica may have taken this fire over since Pending.
+		if mine, err := d.store.Adopt(p); err != nil {
+			return nil, fmt.Errorf("take over interrupted fire %s: %w", p.RunID, err)
+		} else if !mine {
+			continue
+		}
 		var open []string
 		for _, t := range p.Targets {
 			if !finished[p.RunID][t] {
