@@ -280,6 +280,8 @@ func (w *walker) walk(k, n *yaml.Node, t reflect.Type, path string) *yaml.Node {
 		t = t.Elem()
 	}
 	switch {
+	case t == holidayType:
+		return w.walkHoliday(n, path)
 	case t == refType:
 		var r secret.Ref
 		if err := r.UnmarshalYAML(n); err != nil {

@@ -21,6 +21,7 @@ type Config struct {
 	Defaults Policy              `yaml:"defaults"`
 	Accounts map[string]*Account `yaml:"accounts"`
 	Jobs     []*Job              `yaml:"jobs"`
+	Windows  []*Window           `yaml:"windows"` // see windows.go
 
 	File string         `yaml:"-"` // the file name given to Load, used in messages
 	Loc  *time.Location `yaml:"-"` // Timezone loaded (UTC when empty)

@@ -279,7 +279,7 @@ func (v *validator) run() {
 	}
 	v.actionFix = "name a catalogue action: " + list(catalogNames)
 
-	if len(c.Jobs) == 0 && !v.bad("jobs") {
+	if len(c.Jobs) == 0 && len(c.Windows) == 0 && !v.bad("jobs") {
 		if v.present("jobs") {
 			v.errAt("jobs", "no jobs; add at least one under jobs:")
 		} else {
@@ -298,9 +298,15 @@ func (v *validator) run() {
 			used[v.guessAccount(j.Account, names).closest] = true
 		}
 	}
+	v.checkWindows(names)
+	for _, w := range c.Windows {
+		if w != nil {
+			used[w.Account] = true
+		}
+	}
 	for _, name := range names {
-		if !used[name] && len(c.Jobs) > 0 {
-			v.errKey(child("accounts", name), "account %q is not used by any job; remove it or add a job that uses it", name)
+		if !used[name] && len(c.Jobs)+len(c.Windows) > 0 {
+			v.errKey(child("accounts", name), "account %q is not used by any %s; remove it or add a job that uses it", name, v.users())
 		}
 		if a := c.Accounts[name]; a != nil {
 			v.checkFaults(name, a)
@@ -661,11 +667,11 @@ func (v *validator) checkFaults(name string, a *Account) {
 			if _, ok := vendors.Catalogue[f.Action]; !ok {
 				v.errAt(child(base, "action"), "unknown action %q; %s", f.Action, hint(f.Action, catalogNames))
 			} else if !actions[f.Action] {
-				v.errAt(child(base, "action"), "no job on account %q runs %s; the fault would never apply", name, f.Action)
+				v.errAt(child(base, "action"), "no %s on account %q runs %s; the fault would never apply", v.users(), name, f.Action)
 			}
 		}
 		if f.Target != "" && !targets[f.Target] {
-			v.errAt(child(base, "target"), "target %q is not a target of any job on account %q", f.Target, name)
+			v.errAt(child(base, "target"), "target %q is not a target of any %s on account %q", f.Target, v.users(), name)
 		}
 		if f.Times < 0 {
 			v.errAt(child(base, "times"), "must be 0 (every request) or more")
@@ -714,6 +720,18 @@ func (v *validator) faultUses() map[string]accountUse {
 		if u, ok := uses[j.Account]; ok {
 			u.actions[j.Action] = true
 			for _, t := range j.Targets {
+				u.targets[t] = true
+			}
+		}
+	}
+	for _, w := range v.c.Windows {
+		if w == nil {
+			continue
+		}
+		if u, ok := uses[w.Account]; ok {
+			u.actions[w.StartAction()] = true
+			u.actions[w.StopAction()] = true
+			for _, t := range w.Targets {
 				u.targets[t] = true
 			}
 		}
