@@ -198,10 +198,10 @@ func (e env) cmdAuditVerify(args []string) int {
 		return exitFailed
 	}
 	if rep.Records == 0 {
-		fmt.Fprintf(e.stdout, "ok: 0 records in %d files\n", len(rep.Files))
+		fmt.Fprintf(e.stdout, "ok: 0 records in %s\n", plural(len(rep.Files), "file"))
 		return exitOK
 	}
-	fmt.Fprintf(e.stdout, "ok: %d records in %d files, seq %d..%d, last hash %s\n", rep.Records, len(rep.Files), rep.FirstSeq, rep.LastSeq, rep.LastHash)
+	fmt.Fprintf(e.stdout, "ok: %s in %s, seq %d..%d, last hash %s\n", plural(int(rep.Records), "record"), plural(len(rep.Files), "file"), rep.FirstSeq, rep.LastSeq, rep.LastHash)
 	return exitOK
 }
 

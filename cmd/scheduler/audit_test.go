@@ -152,7 +152,7 @@ func TestAuditVerify(t *testing.T) {
 	recs, _ := audit.ReadAll(path)
 
 	code, out, stderr := runAudit(t, "audit", "verify", "--path", path)
-	want := fmt.Sprintf("ok: 6 records in 1 files, seq 1..6, last hash %s\n", recs[5].Hash)
+	want := fmt.Sprintf("ok: 6 records in 1 file, seq 1..6, last hash %s\n", recs[5].Hash)
 	if code != exitOK || out != want {
 		t.Fatalf("verify = exit %d, %q (stderr %q); want 0, %q", code, out, stderr, want)
 	}

@@ -96,12 +96,27 @@ func (e env) flags(name, synopsis string) (*flag.FlagSet, *string, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	cfg := fs.String("config", defaultConfig, "schedule file")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	level := levelFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: scheduler %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
 	}
 	return fs, cfg, level
+}
+
+// levelFlag adds --log-level to fs. The value is checked while the flags
+// are parsed, so every command refuses a bad level the same way, whether
+// or not it logs.
+func levelFlag(fs *flag.FlagSet) *string {
+	level := "info"
+	fs.Func("log-level", "log level: debug, info, warn, error (default info)", func(s string) error {
+		if _, err := zerolog.ParseLevel(s); err != nil || s == "" {
+			return errors.New("use debug, info, warn or error")
+		}
+		level = s
+		return nil
+	})
+	return &level
 }
 
 // parse parses flags that may come before or after positional arguments.
@@ -188,8 +203,13 @@ func printErr(w io.Writer, err error) {
 
 func (e env) cmdValidate(args []string) int {
 	fs, cfg, _ := e.flags("validate", "validate --config PATH")
-	if _, err := parse(fs, args); err != nil {
+	pos, err := parse(fs, args)
+	if err != nil {
 		return parseErr(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(e.stderr, "scheduler validate: unexpected argument %q; give the schedule with --config %s\n", pos[0], pos[0])
+		return exitUsage
 	}
 	c, err := daemon.Load(*cfg, secret.Resolver{}, time.Now())
 	if err != nil {
@@ -201,7 +221,10 @@ func (e env) cmdValidate(args []string) int {
 		fmt.Fprintf(e.stderr, "%s: %d problem(s); the schedule was not accepted\n", *cfg, n)
 		return exitFailed
 	}
-	fmt.Fprintf(e.stdout, "%s: valid: %d jobs, %d accounts\n", *cfg, len(c.Jobs), len(c.Accounts))
+	for _, w := range c.Warnings() {
+		fmt.Fprintf(e.stderr, "%s: WARNING: %s\n", *cfg, w)
+	}
+	fmt.Fprintf(e.stdout, "%s: valid: %s, %s\n", *cfg, plural(len(c.Jobs), "job"), plural(len(c.Accounts), "account"))
 	return exitOK
 }
 
@@ -274,8 +297,16 @@ func (e env) cmdTrigger(args []string) int {
 	if err != nil {
 		return parseErr(err)
 	}
-	if len(pos) != 1 {
-		fs.Usage()
+	switch {
+	case len(pos) == 0:
+		fmt.Fprintf(e.stderr, "scheduler trigger: name the job to run: scheduler trigger --config %s JOB\n", *cfg)
+		return exitUsage
+	case len(pos) > 1:
+		q := make([]string, len(pos))
+		for i, p := range pos {
+			q[i] = fmt.Sprintf("%q", p)
+		}
+		fmt.Fprintf(e.stderr, "scheduler trigger: one job at a time; got %d: %s\n", len(pos), strings.Join(q, ", "))
 		return exitUsage
 	}
 	log, err := newLogger(e.stderr, *level)
@@ -304,13 +335,19 @@ func (e env) cmdDemo(args []string) int {
 	fs.SetOutput(e.stderr)
 	dur := fs.Duration("for", 0, "stop after this long (default: until Ctrl-C)")
 	dir := fs.String("dir", "", "folder for the demo schedule, audit log and state (default: a new temporary folder)")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	level := levelFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: scheduler demo [--for DURATION] [--dir DIR]\n\nRuns the daemon on configs/demo.yaml against an emulated cloud started in-process on loopback.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if _, err := parse(fs, args); err != nil {
 		return parseErr(err)
+	}
+	forSet := false
+	fs.Visit(func(f *flag.Flag) { forSet = forSet || f.Name == "for" })
+	if forSet && *dur <= 0 {
+		fmt.Fprintf(e.stderr, "scheduler demo: --for must be more than 0 (got %s); leave it out to run until Ctrl-C\n", *dur)
+		return exitUsage
 	}
 	log, err := newLogger(e.stderr, *level)
 	if err != nil {
@@ -383,4 +420,12 @@ func summarize(w io.Writer, path string) {
 		}
 		fmt.Fprintf(w, "  %-28s %s\n", j, strings.Join(parts, " "))
 	}
+}
+
+// plural writes n and noun, with an s unless n is 1: "1 file", "2 files".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -69,7 +69,7 @@ func newLimiter(acc *schedule.Account, log zerolog.Logger) *ratelimit.Limiter {
 	}
 	l := log.With().Str("component", "ratelimit").Str("account", acc.Name).Logger()
 	opts.OnThrottle = func(pause time.Duration, perSecond float64) {
-		l.Warn().Dur("pause", pause).Float64("per_second", perSecond).
+		l.Warn().Dur("pause_ms", pause).Float64("per_second", perSecond).
 			Msg("vendor throttled the account (HTTP 429): pausing all its requests and lowering its rate")
 	}
 	return ratelimit.New(opts)

@@ -205,6 +205,9 @@ func Start(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn().Str("config", opts.ConfigPath).Msg(w)
+	}
 	p, err := buildPlan(cfg, opts.Resolver, opts.Log)
 	if err != nil {
 		return nil, err
@@ -388,7 +391,7 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 	if n := cj.Spec.Next(now); n.After(next) {
 		next = n
 	}
-	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag", now.Sub(scheduled)).Msg("fire")
+	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag_ms", now.Sub(scheduled)).Msg("fire")
 	if reissue == nil && next.Sub(now) < minRunway && d.mayRun(j, scheduled) {
 		// So late that the job's next fire is due before a call could
 		// go out: that fire does the job; this one is missed, not failed.
@@ -570,6 +573,9 @@ func (d *Daemon) Reload(force bool) {
 		phase = "rejected"
 		return
 	}
+	for _, w := range cfg.Warnings() {
+		d.log.Warn().Str("config", d.opts.ConfigPath).Msg(w)
+	}
 	d.mu.Lock()
 	oldPlan := d.plan
 	d.plan = p
@@ -676,7 +682,7 @@ func (d *Daemon) Status() Status {
 // Shutdown stops firing, waits up to the grace period for in-flight calls
 // and closes everything. It reports what it had to abandon.
 func (d *Daemon) Shutdown() error {
-	d.log.Info().Dur("grace", d.opts.Grace).Msg("shutting down: no new fires; waiting for in-flight calls")
+	d.log.Info().Dur("grace_ms", d.opts.Grace).Msg("shutting down: no new fires; waiting for in-flight calls")
 	close(d.stopClock)
 	<-d.clockDone // no catch-up starts after this
 	stopped := d.runner.Stop()

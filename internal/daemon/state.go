@@ -312,7 +312,7 @@ func (d *Daemon) watchClock(stop <-chan struct{}) {
 				continue
 			}
 			_ = now
-			d.log.Warn().Str("kind", j.Kind.String()).Dur("skew", j.Skew).Time("from", j.From).Time("to", j.To).
+			d.log.Warn().Str("kind", j.Kind.String()).Dur("skew_ms", j.Skew).Time("from", j.From).Time("to", j.To).
 				Msg("wall clock jumped; rebuilding timers")
 			d.mu.Lock()
 			cfg := d.plan.cfg

@@ -157,7 +157,7 @@ func TestFireOutcomes(t *testing.T) {
 					t.Errorf("warn log lines = %d; want %d (one per retry)", len(warns), want)
 				}
 				for _, w := range warns {
-					if w["component"] != "executor" || w["job"] != j.Name || w["target"] != "t1" || w["attempt"] == nil || w["wait"] == nil {
+					if w["component"] != "executor" || w["job"] != j.Name || w["target"] != "t1" || w["attempt"] == nil || w["wait_ms"] == nil {
 						t.Errorf("retry log line %v lacks component, job, target, attempt or wait", w)
 					}
 				}

@@ -278,7 +278,7 @@ func (t *target) attempt(ctx context.Context, tr *turn, n int) (wait time.Durati
 	switch rec.Outcome {
 	case audit.OutcomeSuccess:
 		t.out.Outcome = audit.OutcomeSuccess
-		t.log(zerolog.InfoLevel).Int("attempt", n).Dur("duration", dur).Bool("already", res.Already).
+		t.log(zerolog.InfoLevel).Int("attempt", n).Dur("duration_ms", dur).Bool("already", res.Already).
 			Str("detail", rec.Detail).Msg("action succeeded")
 	case audit.OutcomeUnknown:
 		t.out.Outcome = audit.OutcomeUnknown
@@ -287,7 +287,7 @@ func (t *target) attempt(ctx context.Context, tr *turn, n int) (wait time.Durati
 		t.log(zerolog.ErrorLevel).Err(t.out.Err).Int("attempt", n).Int("http_status", rec.HTTPStatus).
 			Str("vendor_code", rec.VendorCode).Msg("action failed")
 	default:
-		t.log(zerolog.WarnLevel).Err(err).Int("attempt", n).Dur("wait", wait).Msg("transient vendor error; retrying")
+		t.log(zerolog.WarnLevel).Err(err).Int("attempt", n).Dur("wait_ms", wait).Msg("transient vendor error; retrying")
 		return wait, true
 	}
 	return 0, false

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -37,7 +38,16 @@ type Options struct {
 // audit.path or state.dir is resolved against the file's directory, so a
 // schedule means the same wherever the daemon is started from.
 func LoadFile(path string, opts Options) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load schedule: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > MaxFileBytes {
+		return nil, tooBig(path, fi.Size())
+	}
+	// A file that grows while it is read is bounded too.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("load schedule: %w", err)
 	}
@@ -56,6 +66,9 @@ func LoadFile(path string, opts Options) (*Config, error) {
 // Problems error listing every problem found, sorted by position; each
 // unwraps to a *FieldError.
 func Load(name string, data []byte, opts Options) (*Config, error) {
+	if len(data) > MaxFileBytes {
+		return nil, tooBig(name, int64(len(data)))
+	}
 	sum := sha256.Sum256(data)
 	root, nodes, perr := parseDoc(name, data)
 	if perr != nil {

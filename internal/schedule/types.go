@@ -113,6 +113,10 @@ type Account struct {
 	Concurrency int               `yaml:"concurrency"` // calls in flight at once; default 8
 	Faults      []Fault           `yaml:"faults"`      // sandbox only: faults the emulated cloud injects
 
+	// InsecureHTTP allows plain http endpoints on hosts other than
+	// loopback; credentials then cross the network in clear.
+	InsecureHTTP bool `yaml:"insecure_http"`
+
 	Name string `yaml:"-"`
 }
 

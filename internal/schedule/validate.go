@@ -25,9 +25,9 @@ var (
 	// vendorFields lists the account fields each vendor accepts; any other
 	// field of Account set on an account of that vendor is an error.
 	vendorFields = map[string][]string{
-		"ncp":     {"vendor", "region", "access_key", "secret_key", "endpoints", "rate_limit", "concurrency"},
-		"scnet":   {"vendor", "token", "user", "access_key", "secret_key", "cluster", "endpoints", "rate_limit", "concurrency"},
-		"otc":     {"vendor", "region", "project_id", "auth", "access_key", "secret_key", "username", "password", "domain", "api", "endpoints", "rate_limit", "concurrency"},
+		"ncp":     {"vendor", "region", "access_key", "secret_key", "endpoints", "insecure_http", "rate_limit", "concurrency"},
+		"scnet":   {"vendor", "token", "user", "access_key", "secret_key", "cluster", "endpoints", "insecure_http", "rate_limit", "concurrency"},
+		"otc":     {"vendor", "region", "project_id", "auth", "access_key", "secret_key", "username", "password", "domain", "api", "endpoints", "insecure_http", "rate_limit", "concurrency"},
 		"sandbox": {"vendor", "faults", "rate_limit", "concurrency"},
 	}
 	vendorEndpoints = map[string][]string{
@@ -324,7 +324,9 @@ func (v *validator) checkJob(i int, j *Job, accounts []string) {
 		j.Line, j.Column = n.Line, n.Column
 	}
 	if v.need(base, "name", j.Name == "", "every job needs a unique name") {
-		if first, dup := v.firstJob[j.Name]; dup {
+		if msg := NameProblem(j.Name); msg != "" {
+			v.errAt(child(base, "name"), "%s", msg)
+		} else if first, dup := v.firstJob[j.Name]; dup {
 			line := v.node(child(index("jobs", first), "name")).Line
 			v.errAt(child(base, "name"), "duplicate job name %q; first defined at line %d", j.Name, line)
 		} else {
@@ -347,6 +349,8 @@ func (v *validator) checkJob(i int, j *Job, accounts []string) {
 			v.errAt(child(base, "schedule"), "invalid schedule %q: %s", j.Schedule, err.Error())
 		case spec == nil:
 			v.errAt(child(base, "schedule"), "invalid schedule %q", j.Schedule)
+		case spec.Next(v.anchor).IsZero():
+			v.errAt(child(base, "schedule"), "schedule %q never fires: no date matches its day-of-month and month fields (such as 30 February or 31 April); a job that can never run is a mistake", j.Schedule)
 		default:
 			j.Spec = spec
 		}
@@ -520,7 +524,7 @@ func (v *validator) checkAccount(name string, a *Account) {
 			continue
 		}
 		switch {
-		case a.Vendor == "sandbox" && (oneOf(f, secretFields) || f == "endpoints"):
+		case a.Vendor == "sandbox" && (oneOf(f, secretFields) || f == "endpoints" || f == "insecure_http"):
 			v.errKey(p, "vendor sandbox needs no credentials or endpoints; remove %s", f)
 		case f == "faults":
 			v.errKey(p, "faults are only allowed on sandbox accounts (vendor: sandbox)")
@@ -607,6 +611,7 @@ func (v *validator) checkAccount(name string, a *Account) {
 				v.errAt(p, "%s", msg)
 			}
 		}
+		v.checkInsecure(base, a)
 	}
 	if rl := a.RateLimit; rl != nil {
 		rb := child(base, "rate_limit")

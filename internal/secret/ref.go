@@ -4,10 +4,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 )
+
+// envNameRe is what an environment variable name written in a schedule
+// may look like (POSIX portable names).
+var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Ref names where a secret comes from: exactly one of Env, File or
 // Credential is set. It never holds the secret itself.
@@ -50,6 +55,12 @@ func (r *Ref) UnmarshalYAML(n *yaml.Node) error {
 	}
 	switch k.Value {
 	case "env":
+		if !envNameRe.MatchString(v.Value) {
+			// Most likely the secret itself, pasted where its variable's
+			// name goes: never echo it.
+			return &RefError{Line: v.Line, Column: v.Column,
+				Msg: "env: not an environment variable name (letters, digits and _, not starting with a digit); it may be the secret itself, so it is not shown: put the value in the environment and name the variable here"}
+		}
 		r.Env = v.Value
 	case "file":
 		r.File = v.Value
@@ -103,8 +114,11 @@ func (res Resolver) Resolve(r Ref) (Value, error) {
 	switch {
 	case r.Env != "":
 		v, ok := lookup(r.Env)
-		if !ok || v == "" {
+		if !ok {
 			return Value{}, fmt.Errorf("environment variable %s is not set; export it or use {file: PATH} or {credential: NAME}", r.Env)
+		}
+		if v == "" {
+			return Value{}, fmt.Errorf("environment variable %s is set but empty; give it the secret's value", r.Env)
 		}
 		return New(v), nil
 	case r.File != "":
