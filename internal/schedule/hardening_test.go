@@ -165,3 +165,11 @@ func TestConfigSizeLimit(t *testing.T) {
 		t.Fatalf("Load(%d bytes) = %v; want a refusal naming the limit", MaxFileBytes+1, err)
 	}
 }
+
+// TestWindowNameCharacters: window names follow the job name rule.
+func TestWindowNameCharacters(t *testing.T) {
+	_, err := loadWindows(t, "windows:\n  - name: \"nb\\non\"\n    account: lab\n    resource: modelarts.notebook\n    targets: [nb-1]\n    on: [{days: MON-FRI, from: \"09:00\", to: \"19:00\"}]\n", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "windows[0].name") || !strings.Contains(err.Error(), "U+000A") {
+		t.Errorf("window name with a newline: %v; want refused at windows[0].name naming U+000A", err)
+	}
+}

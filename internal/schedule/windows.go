@@ -196,7 +196,9 @@ func (v *validator) checkWindows(accounts []string) {
 			w.Line, w.Column = n.Line, n.Column
 		}
 		if v.need(base, "name", w.Name == "", "every window needs a unique name") {
-			if f, dup := first[w.Name]; dup {
+			if msg := NameProblem(w.Name); msg != "" {
+				v.errAt(child(base, "name"), "%s", msg)
+			} else if f, dup := first[w.Name]; dup {
 				v.errAt(child(base, "name"), "duplicate window name %q; first defined at line %d", w.Name, v.node(child(index("windows", f), "name")).Line)
 			} else if j, dup := v.firstJob[w.Name]; dup {
 				v.errAt(child(base, "name"), "window name %q is also a job's name (line %d); audit records name both the same way: rename one", w.Name, v.node(child(index("jobs", j), "name")).Line)
