@@ -46,6 +46,7 @@ Usage:
   scheduler demo     [--for DURATION]          the daemon on the demo schedule against
                                                the embedded emulated cloud; no credentials
   scheduler audit    [--config PATH | --path P] [--job NAME] [--since T] [--outcome O] [--json] | verify
+  scheduler status   --config PATH [--json]    what the running daemon is doing (exit 1: not running)
   scheduler bench    [--jobs N] [--due N] [--targets N] [--latency D] [--only S] [--json]
                                                measure fire lag, start, reload, memory and
                                                bursts against an emulated cloud
@@ -83,6 +84,8 @@ func run(ctx context.Context, reload <-chan struct{}, args []string, stdout, std
 		return e.cmdAudit(rest)
 	case "bench":
 		return e.cmdBench(rest)
+	case "status":
+		return e.cmdStatus(rest)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -65,6 +65,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -124,6 +125,8 @@ type Log struct {
 	hash string
 	size int64
 	buf  []byte
+
+	subs atomic.Pointer[[]func([]Record, error)] // see Subscribe
 }
 
 // Open opens the audit log at path with the default Options.
@@ -308,6 +311,14 @@ func (l *Log) Path() string { return l.path }
 // naming the torn last line it cut off, or "" when it repaired nothing.
 func (l *Log) Recovered() string { return l.recovered }
 
+// Err returns the sticky write error that makes the log refuse appends,
+// or nil while it takes records.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
 // Tail returns the seq and hash of the newest durable record this Log
 // wrote or found on Open; 0 and "" for an empty log. The run state stores
 // them so that Open (Options.ExpectSeq) can catch a truncated log.
@@ -334,12 +345,52 @@ func (l *Log) Append(r Record) error {
 // fire that supersedes them) pays for one durable step. No other caller's
 // line comes between them. An empty rs writes nothing.
 func (l *Log) AppendBatch(rs []Record) error {
+	subs := l.subs.Load()
+	if subs == nil || len(rs) == 0 {
+		return l.appendBatch(rs, nil)
+	}
+	out := make([]Record, len(rs))
+	err := l.appendBatch(rs, out)
+	for _, fn := range *subs {
+		fn(out, err)
+	}
+	return err
+}
+
+// Subscribe makes fn receive every later batch of records (one Append or
+// AppendBatch) once it is durable, with err nil, or once writing it failed,
+// with the error Append returned (the records may not be on disk). The
+// records have their Time filled in; their chain fields are zero. fn runs
+// in the appending goroutine, after the log's lock is released, before
+// Append returns: it must return at once (queue the work; see
+// internal/observe.Hub) and must not append. Subscribe is safe to call at
+// any time; subscribers are never removed.
+func (l *Log) Subscribe(fn func(recs []Record, err error)) {
+	for {
+		old := l.subs.Load()
+		var next []func([]Record, error)
+		if old != nil {
+			next = append(next, *old...)
+		}
+		next = append(next, fn)
+		if l.subs.CompareAndSwap(old, &next) {
+			return
+		}
+	}
+}
+
+// appendBatch is AppendBatch; out, if not nil, receives the records as
+// written (Time filled in).
+func (l *Log) appendBatch(rs []Record, out []Record) error {
 	bodies := make([][]byte, len(rs))
 	for i, r := range rs {
 		if r.Time.IsZero() {
 			r.Time = l.now()
 		}
 		r.LogID, r.Seq, r.Prev, r.Hash = "", 0, "", ""
+		if out != nil {
+			out[i] = r
+		}
 		b, err := json.Marshal(r)
 		if err != nil {
 			return fmt.Errorf("audit: encode record: %w", err)

@@ -24,8 +24,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/control"
 	"github.com/cloudcron/scheduler/internal/engine"
 	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/observe"
 	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/secret"
 	"github.com/cloudcron/scheduler/internal/state"
@@ -52,6 +54,10 @@ type Options struct {
 	Started func(*Daemon)
 	// Watch makes the daemon reload by itself when the config file changes.
 	Watch bool
+	// Sinks receive the record stream after the daemon's own (the status
+	// tracker, metrics, notifications): every batch of audit records, once
+	// durable, in log order (see internal/observe).
+	Sinks []observe.Sink
 }
 
 // Status is a one-line view of the running daemon.
@@ -86,7 +92,11 @@ type Daemon struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	store     state.RunState // run state: intents, last done fires
+	store     state.RunState   // run state: intents, last done fires
+	hub       *observe.Hub     // the record stream's fan-out (observe.go)
+	tracker   *observe.Tracker // what the status says about jobs
+	control   *control.Server  // <state.dir>/control.sock; nil if it could not open
+	started   time.Time
 	stopClock chan struct{}
 	clockDone chan struct{}
 
@@ -248,14 +258,16 @@ func Start(opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("open run state: %w", err)
 	}
 	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, plan: p, entries: map[string]entry{},
-		stopClock: make(chan struct{}), clockDone: make(chan struct{}), lastSeen: cfg.Hash()}
+		stopClock: make(chan struct{}), clockDone: make(chan struct{}), lastSeen: cfg.Hash(), started: opts.Now().UTC()}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.startObserve()
 	fail := func(err error) (*Daemon, error) {
 		d.cancel()
 		d.waitIdle(nil)
 		p.close()
 		_ = al.Close()
 		_ = store.Close()
+		d.hub.Close()
 		return nil, err
 	}
 	d.exec = executor.New(executor.Options{
@@ -301,6 +313,7 @@ func Start(opts Options) (*Daemon, error) {
 		defer close(d.clockDone)
 		d.watchClock(d.stopClock)
 	}()
+	d.startControl(cfg.State.Dir)
 	st := d.Status()
 	log.Info().Str("config", opts.ConfigPath).Int("jobs", len(cfg.Jobs)).Str("audit", cfg.Audit.Path).
 		Str("next", st.String()).Msg("scheduler started")
@@ -702,12 +715,16 @@ func (d *Daemon) Shutdown() error {
 	case <-time.After(5 * time.Second):
 	}
 	d.cancel()
+	if cerr := d.stopControl(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
 	d.mu.Lock()
 	d.plan.close()
 	d.mu.Unlock()
 	if cerr := d.audit.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close audit log: %w", cerr))
 	}
+	d.hub.Close() // after the audit log: its last records reach the sinks
 	if cerr := d.store.Close(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close run state: %w", cerr))
 	}

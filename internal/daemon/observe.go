@@ -1,0 +1,107 @@
+package daemon
+
+import (
+	"context"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/cloudcron/scheduler/internal/control"
+	"github.com/cloudcron/scheduler/internal/observe"
+)
+
+// startObserve builds the record stream's fan-out and subscribes it to the
+// audit log: every durable record reaches the sinks from here on.
+func (d *Daemon) startObserve() {
+	d.tracker = observe.NewTracker()
+	sinks := []observe.Sink{d.tracker}
+	sinks = append(sinks, d.opts.Sinks...)
+	d.hub = observe.NewHub(sinks...)
+	d.audit.Subscribe(d.hub.Publish)
+}
+
+// startControl serves the control routes on <state.dir>/control.sock. A
+// daemon that cannot open it still fires its schedule; it says why
+// `scheduler status` will not reach it.
+func (d *Daemon) startControl(stateDir string) {
+	mux := http.NewServeMux()
+	d.controlRoutes(mux)
+	srv, err := control.Listen(stateDir, mux)
+	if err != nil {
+		d.log.Error().Err(err).Msg("control socket unavailable: `scheduler status` and other commands cannot reach this daemon")
+		return
+	}
+	d.control = srv
+}
+
+// controlRoutes registers the control channel's routes: one line each (see
+// the internal/control package doc).
+func (d *Daemon) controlRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/status", d.handleStatus)
+}
+
+func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	control.WriteJSON(w, http.StatusOK, d.Snapshot())
+}
+
+// stopControl closes the control socket and removes it, letting requests
+// in progress finish for up to 5 seconds.
+func (d *Daemon) stopControl() error {
+	if d.control == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return d.control.Close(ctx)
+}
+
+// Snapshot returns the daemon's status: the running schedule's jobs with
+// their next fires, what the record stream said about them, and the
+// daemon's health. It is the body of /v1/status and /api/v1/status.
+func (d *Daemon) Snapshot() observe.Status {
+	running := map[string]bool{}
+	for _, k := range d.exec.Running() {
+		job, _, _ := strings.Cut(k, " ")
+		running[job] = true
+	}
+	st := observe.Status{Time: d.now().UTC(), Version: Version(), Config: d.opts.ConfigPath, Started: d.started,
+		Jobs: []observe.Job{}, Windows: []observe.Window{}, Overrides: []observe.Override{},
+		Throttled: []observe.Throttled{}, RecentFailures: nil}
+	d.mu.Lock()
+	cfg := d.plan.cfg
+	st.Reload = observe.Reload{Time: d.started, Successful: true}
+	for _, j := range cfg.Jobs {
+		oj := observe.Job{Name: j.Name, Schedule: j.Schedule, Timezone: j.Loc.String(), Action: j.Action,
+			Account: j.Account, Targets: append([]string{}, j.Targets...), Running: running[j.Name]}
+		if e, ok := d.entries[j.Name]; ok {
+			oj.NextFire = d.runner.NextFire(e.id)
+		}
+		st.Jobs = append(st.Jobs, oj)
+	}
+	d.mu.Unlock()
+	d.tracker.Fill(&st)
+	st.Ready, st.Problem = d.ready(st.Problem)
+	return st
+}
+
+// ready reports what /readyz says: the config is loaded (it is, once the
+// daemon started), the audit log takes records, and the engine ticks.
+func (d *Daemon) ready(problem string) (bool, string) {
+	if err := d.audit.Err(); err != nil {
+		return false, "audit log not writable: " + err.Error()
+	}
+	if !d.Health() {
+		return false, "engine not ticking: no heartbeat in the last " + (heartbeatStale * heartbeatEvery).String()
+	}
+	return true, problem
+}
+
+// Version returns the module version the binary was built from, or
+// "devel".
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
