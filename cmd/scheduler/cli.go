@@ -43,6 +43,9 @@ Usage:
   scheduler next     --config PATH [--job NAME] [--from RFC3339] [--count N] [--json]
                                                upcoming fire times in each job's zone
   scheduler trigger  --config PATH JOB         run one job's action now, once
+  scheduler plan     --config PATH [--week] [--from RFC3339] [--json] [--svg FILE]
+                                               the coming day or week: windows' edges, jobs'
+                                               fires, holidays, DST days, overrides, savings
   scheduler demo     [--for DURATION]          the daemon on the demo schedule against
                                                the embedded emulated cloud; no credentials
   scheduler audit    [--config PATH | --path P] [--job NAME] [--since T] [--outcome O] [--json] | verify
@@ -78,6 +81,8 @@ func run(ctx context.Context, reload <-chan struct{}, args []string, stdout, std
 		return e.cmdNext(rest)
 	case "trigger":
 		return e.cmdTrigger(rest)
+	case "plan":
+		return e.cmdPlan(rest)
 	case "demo":
 		return e.cmdDemo(rest)
 	case "audit":
@@ -226,6 +231,10 @@ func (e env) cmdValidate(args []string) int {
 	}
 	for _, w := range c.Warnings() {
 		fmt.Fprintf(e.stderr, "%s: WARNING: %s\n", *cfg, w)
+	}
+	if len(c.Windows) > 0 {
+		fmt.Fprintf(e.stdout, "%s: valid: %s, %s, %s\n", *cfg, plural(len(c.Jobs), "job"), plural(len(c.Windows), "window"), plural(len(c.Accounts), "account"))
+		return exitOK
 	}
 	fmt.Fprintf(e.stdout, "%s: valid: %s, %s\n", *cfg, plural(len(c.Jobs), "job"), plural(len(c.Accounts), "account"))
 	return exitOK
