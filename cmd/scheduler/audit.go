@@ -58,7 +58,10 @@ func (e env) cmdAudit(args []string) int {
 	if len(args) > 0 && args[0] == "verify" {
 		return e.cmdAuditVerify(args[1:])
 	}
-	fs, cfg, _ := e.flags("audit", "audit [--config PATH | --path P] [--job NAME] [--since RFC3339|DURATION] [--outcome O] [--json]\n       scheduler audit verify [--config PATH | --path P]\n\nLists audit records, oldest first, from the rotated files and the live file.")
+	if len(args) > 0 && args[0] == "repair" {
+		return e.cmdAuditRepair(args[1:])
+	}
+	fs, cfg, _ := e.flags("audit", "audit [--config PATH | --path P] [--job NAME] [--since RFC3339|DURATION] [--outcome O] [--json]\n       scheduler audit verify [--config PATH | --path P]\n       scheduler audit repair --config PATH [--reason TEXT]\n\nLists audit records, oldest first, from the rotated files and the live file.")
 	logPath := e.auditPathFlags(fs, cfg)
 	job := fs.String("job", "", "only records of this job")
 	since := fs.String("since", "", "only records at or after this time: RFC3339, or a duration back from now such as 24h, 90m or 7d")
@@ -202,6 +205,57 @@ func (e env) cmdAuditVerify(args []string) int {
 		return exitOK
 	}
 	fmt.Fprintf(e.stdout, "ok: %s in %s, seq %d..%d, last hash %s\n", plural(int(rep.Records), "record"), plural(len(rep.Files), "file"), rep.FirstSeq, rep.LastSeq, rep.LastHash)
+	for _, seq := range rep.Segments {
+		fmt.Fprintf(e.stdout, "  note: a new chain segment starts at seq %d (scheduler audit repair); its record says what the old segment lost\n", seq)
+	}
+	return exitOK
+}
+
+func (e env) cmdAuditRepair(args []string) int {
+	fs, cfg, _ := e.flags("audit repair", "audit repair --config PATH [--reason TEXT]\n\nThe way out when the daemon refuses to start because the audit log's end does not match\nthe run state (records cut from the end, a torn last record, a rewritten tail). Keeps every\nbyte: complete lines stay, an incomplete last line moves to a side file; then starts a new\nchain segment whose first record names the old segment's end and what the run state expected,\nand records it as the run state's new tail. Refused while a daemon runs.")
+	reason := fs.String("reason", "", "why, for the record (default: who ran it, and where)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return parseErr(err)
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(e.stderr, "scheduler audit repair: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	c, err := schedule.LoadFile(*cfg, schedule.Options{})
+	if err != nil {
+		printErr(e.stderr, err)
+		return exitFailed
+	}
+	if *reason == "" {
+		host, _ := os.Hostname()
+		*reason = fmt.Sprintf("scheduler audit repair run by uid %d on %s", os.Getuid(), host)
+	}
+	store, err := state.Open(c.State.Dir)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "scheduler audit repair: %v\n", err)
+		return exitFailed
+	}
+	defer store.Close()
+	seq, hash := store.AuditTail()
+	rp, err := audit.Repair(c.Audit.Path, audit.Options{ExpectSeq: seq, ExpectHash: hash}, *reason)
+	if errors.Is(err, audit.ErrNothingToRepair) {
+		fmt.Fprintln(e.stdout, err)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "scheduler audit repair: %v\n", err)
+		return exitFailed
+	}
+	if err := store.SetAuditTail(rp.Record.Seq, rp.Record.Hash); err != nil {
+		fmt.Fprintf(e.stderr, "scheduler audit repair: the log was repaired (seq %d) but the run state did not take its new tail: %v; run it again\n", rp.Record.Seq, err)
+		return exitFailed
+	}
+	fmt.Fprintf(e.stdout, "repaired %s: new chain segment %s starts at seq %d\n", c.Audit.Path, rp.Record.LogID, rp.Record.Seq)
+	if rp.Side != "" {
+		fmt.Fprintf(e.stdout, "  the incomplete last line is kept in %s\n", rp.Side)
+	}
+	fmt.Fprintf(e.stdout, "  %s\n", rp.Record.Detail)
 	return exitOK
 }
 

@@ -48,7 +48,7 @@ Usage:
                                                fires, holidays, DST days, overrides, savings
   scheduler demo     [--for DURATION]          the daemon on the demo schedule against
                                                the embedded emulated cloud; no credentials
-  scheduler audit    [--config PATH | --path P] [--job NAME] [--since T] [--outcome O] [--json] | verify
+  scheduler audit    [--config PATH | --path P] [--job NAME] [--since T] [--outcome O] [--json] | verify | repair
   scheduler status   --config PATH [--json]    what the running daemon is doing (exit 1: not running)
   scheduler bench    [--jobs N] [--due N] [--targets N] [--latency D] [--only S] [--json]
                                                measure fire lag, start, reload, memory and

@@ -35,6 +35,18 @@ func Genesis(logID string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// segmentPrefix is hashed with a new segment's log_id and the seq and hash
+// of the record before it to give the prev of a segment's first record.
+const segmentPrefix = "scheduler-audit-segment:"
+
+// SegmentLink returns the prev of a record that starts a new chain segment
+// (see Repair) with log_id logID, after the record seq with hash hash: hex
+// SHA-256 of "scheduler-audit-segment:" + logID + ":" + seq + ":" + hash.
+func SegmentLink(logID string, seq uint64, hash string) string {
+	sum := sha256.Sum256([]byte(segmentPrefix + logID + ":" + strconv.FormatUint(seq, 10) + ":" + hash))
+	return hex.EncodeToString(sum[:])
+}
+
 func newLogID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
@@ -101,6 +113,9 @@ type CorruptError struct {
 	Line   int    // line number in File, from 1
 	Seq    uint64 // the seq of the record concerned, when known
 	Msg    string // what is wrong, for people
+	// Tail: the log's end does not match the tail the run state recorded
+	// (Options.ExpectSeq); Repair is the way out.
+	Tail bool
 }
 
 // Kinds of CorruptError.
@@ -182,7 +197,9 @@ type checker struct {
 	started bool   // a record was seen (or the tail was given)
 	records uint64
 	first   uint64 // seq of the first record seen
-	logID   string
+	logID   string // log_id of the current segment, when seen
+
+	segments []uint64 // seqs of records that start a new chain segment
 }
 
 // check reads one complete line. It returns the record's chain fields, or
@@ -207,6 +224,12 @@ func (c *checker) check(ln rawLine) (chainFields, *CorruptError) {
 		return fail(KindEdited, r.Seq, "record seq %d was edited: its hash %.12s… does not match its content (%.12s…)", r.Seq, written, computed)
 	}
 	switch {
+	case c.started && r.LogID != "":
+		// A new chain segment (Repair): it names the record before it.
+		if r.Seq <= c.seq || r.Prev != SegmentLink(r.LogID, c.seq, c.hash) {
+			return fail(KindBrokenLink, r.Seq, "record seq %d starts a new chain segment (log_id %s) but does not name the record before it, seq %d (a record was inserted or replaced)", r.Seq, r.LogID, c.seq)
+		}
+		c.segments = append(c.segments, r.Seq)
 	case !c.started:
 		if r.Seq == 1 {
 			if r.LogID == "" {
@@ -227,7 +250,7 @@ func (c *checker) check(ln rawLine) (chainFields, *CorruptError) {
 	default:
 		return fail(KindReordered, r.Seq, "records out of order: seq %d comes after seq %d", r.Seq, c.seq)
 	}
-	if r.Seq == 1 {
+	if r.LogID != "" {
 		c.logID = r.LogID
 	}
 	if c.records == 0 {

@@ -41,22 +41,32 @@
 // The chain continues: the first record of the new file links to the last
 // record of the old one. Files lists them in order; Verify checks them all.
 //
-// Several processes may append to one log (the daemon and `scheduler
-// trigger`): every batch is written under an exclusive flock(2) of
-// path.lock, after the writer has caught up with the lines other processes
-// appended, so the chain stays one chain.
+// A log has one writer: OpenWith takes an exclusive flock(2) of path.lock
+// without waiting and holds it until Close, so a second Log on the same
+// file, in this process or another (a second daemon with its own
+// state.dir, `scheduler trigger` beside a running daemon), is refused with
+// a *BusyError naming the holder's pid. Before each batch the writer still
+// checks whether the live file was moved away (logrotate) and follows it.
 //
 // # Recovery
 //
-// Open checks the live file and its link to the newest rotated file. A torn
-// last line (a crash during a write) is cut off and reported by Recovered;
-// damage anywhere else refuses to open with a *CorruptError naming the file,
-// offset and seq. With Options.ExpectSeq (the tail the run state recorded)
-// Open also catches a log whose last records were deleted.
+// Open checks the live file and its link to the newest rotated file, and,
+// with Options.ExpectSeq (the tail the run state recorded), that the log
+// still holds that tail. Nothing on disk is cut, moved or rewritten until
+// every check has passed: a refusal (*CorruptError naming the file, offset
+// and seq) leaves every byte as it was. Only then is a torn last line that
+// the run state does not count (a crash during a write) cut off: its bytes
+// go first, fsynced, to a side file path.torn-OFFSET-TIME, and the cut is
+// itself audited (event repair: offset, length, sha256, side file) and
+// reported by Recovered. A torn line the run state counts is refused: it
+// was durable once. Repair is the way out of a tail that does not match;
+// it starts a new chain segment (see SegmentLink) and keeps every byte.
 package audit
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,6 +74,7 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -162,18 +173,12 @@ func OpenWith(path string, opts Options) (*Log, error) {
 		l.f, l.maxBytes = f, -1
 		return l, nil
 	}
-	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := lockLog(path)
 	if err != nil {
-		return nil, fmt.Errorf("audit: open lock file: %w", err)
-	}
-	if err := flock(lock, syscall.LOCK_EX); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("audit: lock %s: %w", lock.Name(), err)
+		return nil, err
 	}
 	l.lock = lock
-	err = l.openLocked(opts)
-	_ = flock(lock, syscall.LOCK_UN) // closing the file would release it too
-	if err != nil {
+	if err := l.openLocked(opts); err != nil {
 		if l.f != nil {
 			l.f.Close()
 		}
@@ -184,86 +189,279 @@ func OpenWith(path string, opts Options) (*Log, error) {
 	return l, nil
 }
 
+// ErrBusy matches the error of OpenWith and Repair when another process
+// (or another Log in this one) holds the log.
+var ErrBusy = errors.New("audit: log in use by another writer")
+
+// BusyError is the refusal to open a log another writer holds.
+type BusyError struct {
+	Path   string
+	Holder string // what the holder wrote in the lock file: "pid N since T"
+}
+
+func (e *BusyError) Error() string {
+	h := e.Holder
+	if h == "" {
+		h = "holder unknown"
+	}
+	return fmt.Sprintf("audit: %s is in use by another scheduler process (%s): an audit log has one writer; stop that process, or give this one its own audit.path", e.Path, h)
+}
+
+// Is reports whether target is ErrBusy.
+func (e *BusyError) Is(target error) bool { return target == ErrBusy }
+
+// lockLog takes the exclusive lock of the log at path, path.lock, without
+// waiting, and writes the holder's pid into it. The lock is held until the
+// returned file is closed.
+func lockLog(path string) (*os.File, error) {
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open lock file: %w", err)
+	}
+	if err := flock(lock, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer lock.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			b := make([]byte, 200)
+			n, _ := lock.ReadAt(b, 0)
+			return nil, &BusyError{Path: path, Holder: strings.TrimSpace(string(b[:n]))}
+		}
+		return nil, fmt.Errorf("audit: lock %s: %w", lock.Name(), err)
+	}
+	// Best effort: the pid only makes the refusal of a second writer
+	// clearer.
+	if err := lock.Truncate(0); err == nil {
+		_, _ = fmt.Fprintf(lock, "pid %d since %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	}
+	return lock, nil
+}
+
 // openLocked opens and checks the live file; the caller holds the lock.
+// Nothing is changed on disk unless every check passed: only then is a
+// torn last line cut off, its bytes kept in a side file and the cut
+// audited.
 func (l *Log) openLocked(opts Options) error {
-	f, err := openLive(l.path)
+	sc, err := l.scanLive(opts)
 	if err != nil {
 		return err
 	}
-	l.f = f
-	c := checker{}
-	nums, err := rotatedNums(l.path)
+	if sc.tail != nil {
+		return sc.tail
+	}
+	l.size, l.seq, l.hash = sc.size, sc.c.seq, sc.c.hash
+	if sc.tornOff < 0 {
+		return nil
+	}
+	what, side, err := l.cutTorn(sc.tornOff, sc.tornLine)
 	if err != nil {
 		return err
+	}
+	detail := fmt.Sprintf("%s: a write was interrupted by a crash; the bytes are kept in %s", what, side)
+	body, err := json.Marshal(Record{Time: l.now(), Event: EventRepair, Detail: detail})
+	if err != nil {
+		return fmt.Errorf("audit: encode record: %w", err)
+	}
+	if err := l.commit([][]byte{body}); err != nil {
+		return err
+	}
+	l.recovered = fmt.Sprintf("audit: %s; the chain continues from seq %d with a repair record (seq %d)", detail, sc.c.seq, l.seq)
+	return nil
+}
+
+// liveScan is what a read-only pass over the live file found.
+type liveScan struct {
+	c        checker
+	size     int64
+	tornOff  int64 // offset of an incomplete last line; -1 if none
+	tornLine int
+	tail     *CorruptError // the tail does not match the run state
+}
+
+// scanLive opens the live file into l.f and checks it, and its link to the
+// newest rotated file, against opts, changing nothing. Damage in the chain
+// is an error; a tail that does not match the run state is sc.tail.
+func (l *Log) scanLive(opts Options) (liveScan, error) {
+	sc := liveScan{tornOff: -1}
+	f, err := openLive(l.path)
+	if err != nil {
+		return sc, err
+	}
+	l.f = f
+	nums, err := rotatedNums(l.path)
+	if err != nil {
+		return sc, err
 	}
 	if len(nums) > 0 {
 		prev := rotatedName(l.path, nums[len(nums)-1])
 		b, off, ok, err := lastLine(prev)
 		if err != nil {
-			return err
+			return sc, err
 		}
 		if !ok {
-			return &CorruptError{Kind: KindTorn, File: prev, Msg: "rotated file is empty or its last line is incomplete"}
+			return sc, &CorruptError{Kind: KindTorn, File: prev, Msg: "rotated file is empty or its last line is incomplete"}
 		}
 		cf, cerr := (&checker{}).check(rawLine{file: prev, off: off, b: b, complete: true})
 		if cerr != nil {
-			return cerr
+			return sc, cerr
 		}
-		c = checker{started: true, seq: cf.Seq, hash: cf.Hash}
+		sc.c = checker{started: true, seq: cf.Seq, hash: cf.Hash}
 	}
+	c := &sc.c
 	var suspect *CorruptError // a bad line, fatal unless it is the last
-	var tornOff int64 = -1
-	var tornLine int
 	for ln, err := range fileLines(l.path, f, 0) {
 		if err != nil {
-			return err
+			return sc, err
 		}
 		if suspect != nil {
-			return suspect
+			return sc, suspect
 		}
 		if !ln.complete {
-			tornOff, tornLine = ln.off, ln.no
+			sc.tornOff, sc.tornLine = ln.off, ln.no
 			continue // the last line: ReadBytes stops only at EOF
 		}
 		cf, cerr := c.check(ln)
 		if cerr != nil {
 			if json.Valid(ln.b) {
-				return cerr
+				return sc, cerr
 			}
-			suspect, tornOff, tornLine = cerr, ln.off, ln.no
+			suspect, sc.tornOff, sc.tornLine = cerr, ln.off, ln.no
 			continue
 		}
-		if opts.ExpectSeq != 0 && opts.ExpectHash != "" && cf.Seq == opts.ExpectSeq && cf.Hash != opts.ExpectHash {
-			return &CorruptError{Kind: KindEdited, File: l.path, Offset: ln.off, Line: ln.no, Seq: cf.Seq,
+		if opts.ExpectSeq != 0 && opts.ExpectHash != "" && cf.Seq == opts.ExpectSeq && cf.Hash != opts.ExpectHash && sc.tail == nil {
+			sc.tail = &CorruptError{Tail: true, Kind: KindEdited, File: l.path, Offset: ln.off, Line: ln.no, Seq: cf.Seq,
 				Msg: fmt.Sprintf("record seq %d has hash %.12s… but run state recorded %.12s…: the log was rewritten", cf.Seq, cf.Hash, opts.ExpectHash)}
 		}
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("audit: stat %s: %w", l.path, err)
+		return sc, fmt.Errorf("audit: stat %s: %w", l.path, err)
 	}
-	l.size = fi.Size()
-	if tornOff >= 0 {
-		if err := f.Truncate(tornOff); err != nil {
-			return fmt.Errorf("audit: cut torn line off %s: %w", l.path, err)
-		}
-		if err := l.sync(f); err != nil {
-			return fmt.Errorf("audit: fsync %s: %w", l.path, err)
-		}
-		l.recovered = fmt.Sprintf("audit: %s: cut off an incomplete last line at offset %d (line %d, %d bytes): a write was interrupted by a crash; the chain continues from seq %d",
-			l.path, tornOff, tornLine, l.size-tornOff, c.seq)
-		l.size = tornOff
-	}
-	l.seq, l.hash = c.seq, c.hash
-	if opts.ExpectSeq > c.seq {
-		return &CorruptError{Kind: KindTruncated, File: l.path, Seq: c.seq,
-			Msg: fmt.Sprintf("audit log ends at seq %d but run state recorded seq %d: records were deleted", c.seq, opts.ExpectSeq)}
-	}
-	if opts.ExpectSeq != 0 && opts.ExpectSeq == c.seq && opts.ExpectHash != "" && c.hash != opts.ExpectHash {
-		return &CorruptError{Kind: KindEdited, File: l.path, Seq: c.seq,
+	sc.size = fi.Size()
+	switch {
+	case opts.ExpectSeq > c.seq && sc.tornOff >= 0:
+		sc.tail = &CorruptError{Tail: true, Kind: KindTorn, File: l.path, Offset: sc.tornOff, Line: sc.tornLine, Seq: c.seq + 1,
+			Msg: fmt.Sprintf("the last line is incomplete (%d bytes) and the complete records end at seq %d, but run state recorded seq %d: records the daemon wrote were damaged or cut after they were written; nothing was changed",
+				sc.size-sc.tornOff, c.seq, opts.ExpectSeq)}
+	case opts.ExpectSeq > c.seq:
+		sc.tail = &CorruptError{Tail: true, Kind: KindTruncated, File: l.path, Seq: c.seq,
+			Msg: fmt.Sprintf("audit log ends at seq %d but run state recorded seq %d: records were deleted; nothing was changed", c.seq, opts.ExpectSeq)}
+	case opts.ExpectSeq != 0 && opts.ExpectSeq == c.seq && opts.ExpectHash != "" && c.hash != opts.ExpectHash:
+		sc.tail = &CorruptError{Tail: true, Kind: KindEdited, File: l.path, Seq: c.seq,
 			Msg: fmt.Sprintf("last record seq %d has hash %.12s… but run state recorded %.12s…: the log was rewritten", c.seq, c.hash, opts.ExpectHash)}
 	}
-	return nil
+	return sc, nil
+}
+
+// cutTorn moves the bytes from off to the end of the live file (an
+// incomplete last line) into a side file beside it, durably, then cuts
+// them off. It returns what it removed and the side file's path.
+func (l *Log) cutTorn(off int64, line int) (what, side string, err error) {
+	n := l.size - off
+	b := make([]byte, n)
+	if _, err := l.f.ReadAt(b, off); err != nil {
+		return "", "", fmt.Errorf("audit: read the incomplete last line of %s: %w", l.path, err)
+	}
+	sum := sha256.Sum256(b)
+	side = fmt.Sprintf("%s.torn-%d-%s", l.path, off, l.now().UTC().Format("20060102T150405.000000000Z"))
+	sf, err := os.OpenFile(side, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", "", fmt.Errorf("audit: keep the incomplete last line: %w", err)
+	}
+	_, err = sf.Write(b)
+	if err == nil {
+		err = l.sync(sf)
+	}
+	if cerr := sf.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(side))
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("audit: keep the incomplete last line in %s: %w", side, err)
+	}
+	if err := l.f.Truncate(off); err != nil {
+		return "", "", fmt.Errorf("audit: cut torn line off %s: %w", l.path, err)
+	}
+	if err := l.sync(l.f); err != nil {
+		return "", "", fmt.Errorf("audit: fsync %s: %w", l.path, err)
+	}
+	l.size = off
+	what = fmt.Sprintf("cut an incomplete last line off %s: offset %d (line %d), %d bytes, sha256 %s", l.path, off, line, n, hex.EncodeToString(sum[:]))
+	return what, side, nil
+}
+
+// Repaired is what Repair did.
+type Repaired struct {
+	Record Record // the record that starts the new chain segment
+	Side   string // the file holding an incomplete last line that was cut off, or ""
+}
+
+// ErrNothingToRepair is returned by Repair for a log whose tail matches.
+var ErrNothingToRepair = errors.New("audit: nothing to repair")
+
+// Repair is the way out of a tail that does not match the run state (a
+// log cut or rewritten at its end), which OpenWith refuses. It keeps every
+// byte: the complete lines stay where they are, an incomplete last line
+// moves to a side file, and a new record, event repair, starts a new chain
+// segment: it has a new log_id, a seq after both the log's and the run
+// state's, and a prev that binds it to the record before it (SegmentLink),
+// and its detail names the old segment's tail, what the run state
+// expected, and reason. Verify accepts the segment and reports it. The
+// caller stores the returned record's seq and hash as the run state's new
+// tail. Damage before the tail (an edited or missing record in the
+// middle) is not repaired.
+func Repair(path string, opts Options, reason string) (Repaired, error) {
+	lock, err := lockLog(path)
+	if err != nil {
+		return Repaired{}, err
+	}
+	defer lock.Close()
+	l := &Log{path: path, now: time.Now, sync: (*os.File).Sync, maxBytes: -1, lock: lock}
+	sc, err := l.scanLive(opts)
+	if l.f != nil {
+		defer l.f.Close()
+	}
+	if err != nil {
+		return Repaired{}, fmt.Errorf("audit: repair: the log is damaged before its tail, which repair does not mend (see scheduler audit verify): %w", err)
+	}
+	if sc.tail == nil {
+		return Repaired{}, fmt.Errorf("%w: %s: the tail matches the run state (seq %d); an incomplete last line the run state does not count is cut, and kept, by the daemon on start",
+			ErrNothingToRepair, path, sc.c.seq)
+	}
+	l.size, l.seq, l.hash = sc.size, sc.c.seq, sc.c.hash
+	var rp Repaired
+	kept := ""
+	if sc.tornOff >= 0 {
+		what, side, err := l.cutTorn(sc.tornOff, sc.tornLine)
+		if err != nil {
+			return Repaired{}, err
+		}
+		rp.Side = side
+		kept = fmt.Sprintf("; %s, kept in %s", what, side)
+	}
+	oldID := sc.c.logID
+	if oldID == "" {
+		oldID = "(named in an older file)"
+	}
+	logID := newLogID()
+	seq := max(opts.ExpectSeq, l.seq) + 1
+	detail := fmt.Sprintf("new chain segment %s after seq %d hash %s of log %s: %s; the run state recorded seq %d hash %s; every byte of the old segment is kept%s; reason: %s",
+		logID, l.seq, l.hash, oldID, sc.tail.Msg, opts.ExpectSeq, opts.ExpectHash, kept, reason)
+	body, err := json.Marshal(Record{Time: l.now(), Event: EventRepair, Detail: detail})
+	if err != nil {
+		return Repaired{}, fmt.Errorf("audit: encode record: %w", err)
+	}
+	line, _ := seal(nil, body, seq, SegmentLink(logID, l.seq, l.hash), logID)
+	if _, err := l.f.Write(line); err != nil {
+		return Repaired{}, fmt.Errorf("audit: write %s: %w", path, err)
+	}
+	if err := l.sync(l.f); err != nil {
+		return Repaired{}, fmt.Errorf("audit: fsync %s: %w", path, err)
+	}
+	if err := json.Unmarshal(line, &rp.Record); err != nil {
+		return Repaired{}, fmt.Errorf("audit: read back the repair record: %w", err)
+	}
+	return rp, nil
 }
 
 // openLive opens (or creates, fsyncing its directory) the live file.
@@ -455,10 +653,6 @@ func (l *Log) flushLocked() {
 // leader calls it.
 func (l *Log) commit(bodies [][]byte) error {
 	if l.lock != nil {
-		if err := flock(l.lock, syscall.LOCK_EX); err != nil {
-			return fmt.Errorf("audit: lock %s: %w", l.lock.Name(), err)
-		}
-		defer flock(l.lock, syscall.LOCK_UN) //nolint:errcheck // released on close at the latest
 		if err := l.refresh(); err != nil {
 			return err
 		}
@@ -633,10 +827,6 @@ func (l *Log) Reopen() error {
 		l.f = f
 		return old.Close()
 	}
-	if err := flock(l.lock, syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("audit: lock %s: %w", l.lock.Name(), err)
-	}
-	defer flock(l.lock, syscall.LOCK_UN) //nolint:errcheck // released on close at the latest
 	if err := l.refresh(); err != nil {
 		return fmt.Errorf("audit: reopen: %w", err)
 	}

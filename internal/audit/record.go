@@ -33,6 +33,11 @@ const (
 	EventVerify = "verify"
 	// EventReload records a configuration reload; detail holds the diff.
 	EventReload = "reload"
+	// EventRepair records a repair of the audit log itself: an incomplete
+	// last line cut off on open (detail names its offset, length, sha256
+	// and the side file that keeps it), or a new chain segment started by
+	// Repair (detail names the old segment's tail and the run state's).
+	EventRepair = "repair"
 )
 
 // Outcomes: the value of Record.Outcome.

@@ -14,6 +14,9 @@ type Report struct {
 	LastSeq  uint64
 	LastHash string // hash of the last good record: compare it with the run state's
 	LogID    string // the log_id of the first record
+	// Segments are the seqs of the records that start a new chain segment
+	// (written by Repair), oldest first.
+	Segments []uint64
 }
 
 // Verify checks the whole log at path: the rotated files path.1, path.2, …
@@ -91,7 +94,7 @@ func Verify(path string) (Report, error) {
 			}
 			if !ln.complete {
 				f.Close()
-				msg := "the last line is incomplete: a write was interrupted; the daemon cuts it off when it next opens the log"
+				msg := "the last line is incomplete: a write was interrupted, or the end of the log was cut; the daemon keeps its bytes in a side file and cuts it off on start if the run state does not count it, and refuses to start otherwise (see scheduler audit repair)"
 				if !live {
 					msg = "rotated file ends in an incomplete line"
 				}
@@ -123,6 +126,7 @@ func Verify(path string) (Report, error) {
 		}
 		f.Close()
 	}
+	rep.Segments = c.segments
 	if gap != nil {
 		return rep, gap
 	}

@@ -238,7 +238,7 @@ func Start(opts Options) (*Daemon, error) {
 	if err != nil {
 		p.close()
 		_ = store.Close()
-		return nil, fmt.Errorf("open audit log: %w", err)
+		return nil, openAuditErr(err, opts.ConfigPath)
 	}
 	if msg := al.Recovered(); msg != "" {
 		log.Warn().Str("audit", cfg.Audit.Path).Msg(msg)
@@ -327,6 +327,16 @@ func Start(opts Options) (*Daemon, error) {
 		opts.Started(d)
 	}
 	return d, nil
+}
+
+// openAuditErr explains a refusal to open the audit log: OpenWith changed
+// nothing, and a tail that does not match the run state has a way out.
+func openAuditErr(err error, configPath string) error {
+	var ce *audit.CorruptError
+	if errors.As(err, &ce) && ce.Tail {
+		return fmt.Errorf("open audit log: %w\nThe audit log was left as it is. Look at it with: scheduler audit verify --config %s\nTo start anyway, keeping every byte and starting a new chain segment: scheduler audit repair --config %s", err, configPath, configPath)
+	}
+	return fmt.Errorf("open audit log: %w", err)
 }
 
 func (d *Daemon) concurrency(account string) int {

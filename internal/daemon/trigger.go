@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -47,9 +48,31 @@ func Trigger(ctx context.Context, o TriggerOptions) (executor.Outcome, error) {
 		return executor.Outcome{}, err
 	}
 	defer p.close()
-	al, err := audit.Open(cfg.Audit.Path)
+	// The audit log has one writer: with no daemon running, trigger is it,
+	// and its records are anchored in the run state like the daemon's
+	// (the state's tail moves past them, so a deleted tail is noticed).
+	store, err := state.Open(cfg.State.Dir)
 	if err != nil {
-		return executor.Outcome{}, fmt.Errorf("open audit log: %w", err)
+		if errors.Is(err, state.ErrLocked) {
+			return executor.Outcome{}, fmt.Errorf("%w\nA scheduler daemon is running on this schedule: it is the audit log's one writer, so trigger runs through it or not at all", err)
+		}
+		return executor.Outcome{}, fmt.Errorf("open run state: %w", err)
+	}
+	seq, hash := store.AuditTail()
+	al, err := audit.OpenWith(cfg.Audit.Path, audit.Options{ExpectSeq: seq, ExpectHash: hash})
+	if err != nil {
+		_ = store.Close()
+		return executor.Outcome{}, openAuditErr(err, o.ConfigPath)
+	}
+	if msg := al.Recovered(); msg != "" {
+		o.Log.Warn().Str("audit", cfg.Audit.Path).Msg(msg)
+	}
+	// Replays what a crashed daemon left after the stored tail, so the
+	// tail can move past it without losing an intent.
+	if err := store.Attach(al, state.AttachOptions{AuditPath: cfg.Audit.Path}); err != nil {
+		_ = al.Close()
+		_ = store.Close()
+		return executor.Outcome{}, fmt.Errorf("open run state: %w", err)
 	}
 	ex := executor.New(executor.Options{Log: o.Log, Audit: al, Now: o.Now, Concurrency: p.concurrency, Limiter: p.limiter})
 	// A manual run is not a scheduled fire: its intent records say so, and
@@ -60,7 +83,11 @@ func Trigger(ctx context.Context, o TriggerOptions) (executor.Outcome, error) {
 		}
 		return true, al.AppendBatch(rs)
 	})
-	if cerr := al.Close(); cerr != nil {
+	cerr := al.Close()
+	if serr := store.Close(); serr != nil && cerr == nil {
+		return out, fmt.Errorf("record the audit tail in the run state: %w", serr)
+	}
+	if cerr != nil {
 		return out, fmt.Errorf("close audit log: %w", cerr)
 	}
 	if o.Out != nil {
