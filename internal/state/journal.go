@@ -228,7 +228,9 @@ func (s *Store) Settle(job string, scheduled time.Time, runID string, records []
 // replay applies the audit records after seq from, in order: run records
 // are intents, final records (an attempt that ended, skip, abandon,
 // recover, missed) settle their targets, and a fire all of whose targets
-// are settled is done. Records of manual triggers are left out.
+// are settled is done. Final records at or before from settle the fires
+// the stored state still has in flight. Records of manual triggers are
+// left out.
 func (s *Store) replay(path string, from uint64) error {
 	files, err := audit.Files(path)
 	if err != nil {
@@ -266,7 +268,15 @@ func (s *Store) replay(path string, from uint64) error {
 			return fmt.Errorf("state: replay the audit log: %w", err)
 		}
 		for r, err := range audit.Records(fh) {
-			if err != nil || r.Seq <= from || r.RunID == "" || r.Job == "" || manual[r.RunID] {
+			if err != nil || r.RunID == "" || r.Job == "" || manual[r.RunID] {
+				continue
+			}
+			// A checkpoint can take the journal's tail after a fire's
+			// final record was written and before Done reached the
+			// state: the stored state then has the fire in flight and a
+			// tail past its outcome. Such a fire is settled from its
+			// records at or before the tail too (in the files read).
+			if r.Seq <= from && (r.Event == audit.EventRun || s.intents[r.RunID] == nil) {
 				continue
 			}
 			if r.Event == audit.EventRun && strings.HasSuffix(r.Detail, ManualTrigger) {
