@@ -214,6 +214,10 @@ func Dial(stateDir string) (*Client, error) {
 	return &Client{path: path, hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}, nil
 }
 
+// SetTimeout bounds each request of the client (default 30s); 0 means no
+// bound, for a request that waits for a whole fire (trigger).
+func (c *Client) SetTimeout(d time.Duration) { c.hc.Timeout = d }
+
 // Path returns the socket the client talks to.
 func (c *Client) Path() string { return c.path }
 

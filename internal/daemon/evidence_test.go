@@ -15,8 +15,8 @@ import (
 
 // TestSecondDaemonOnSameAuditLogRefused is issue 14 item 2: two daemons
 // with their own state.dir but one audit file. The second is refused with
-// a clear message and changes nothing; the first keeps its log; trigger is
-// refused while the daemon runs.
+// a clear message and changes nothing; the first keeps its log; trigger
+// runs through the daemon, or takes the same lock.
 func TestSecondDaemonOnSameAuditLogRefused(t *testing.T) {
 	dir := t.TempDir()
 	auditPath := filepath.Join(dir, "shared", "audit.jsonl")
@@ -49,9 +49,31 @@ func TestSecondDaemonOnSameAuditLogRefused(t *testing.T) {
 	if after, _ := os.ReadFile(auditPath); string(after) != string(before) {
 		t.Error("the refused daemon changed the audit log")
 	}
-	_, err = Trigger(context.Background(), TriggerOptions{ConfigPath: a, Job: "on", Log: zerolog.Nop()})
-	if err == nil || !strings.Contains(err.Error(), "daemon is running") {
-		t.Errorf("trigger while the daemon runs: %v; want a refusal that says a daemon runs", err)
+	// trigger on the running daemon's schedule runs through the daemon.
+	var out strings.Builder
+	o, err := Trigger(context.Background(), TriggerOptions{ConfigPath: a, Job: "on", Log: zerolog.Nop(), Out: &out})
+	if err != nil || len(o.Targets) != 1 || o.Targets[0].Outcome != audit.OutcomeSuccess || !strings.Contains(out.String(), "written by the running daemon") {
+		t.Errorf("trigger through the daemon = %+v, %v; output %q", o, err, out.String())
+	}
+	recs, _ := audit.ReadAll(auditPath)
+	manual := 0
+	for _, r := range recs {
+		if r.Event == audit.EventRun && strings.HasSuffix(r.Detail, "manual trigger") && r.Job == "on" {
+			manual++
+		}
+	}
+	if manual != 1 {
+		t.Errorf("%d manual run records in the daemon's log; want 1", manual)
+	}
+	// trigger on the other schedule (no daemon on state-b) takes the audit
+	// log's lock itself, and is refused.
+	before, _ = os.ReadFile(auditPath)
+	_, err = Trigger(context.Background(), TriggerOptions{ConfigPath: b, Job: "on", Log: zerolog.Nop()})
+	if !errors.Is(err, audit.ErrBusy) {
+		t.Errorf("trigger beside the daemon's audit log: %v; want ErrBusy", err)
+	}
+	if after, _ := os.ReadFile(auditPath); string(after) != string(before) {
+		t.Error("the refused trigger changed the audit log")
 	}
 	if err := d.audit.Append(audit.Record{Event: audit.EventReload}); err != nil {
 		t.Errorf("the first daemon cannot write after the refusals: %v", err)

@@ -39,6 +39,7 @@ func (d *Daemon) startControl(stateDir string) {
 // the internal/control package doc).
 func (d *Daemon) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/status", d.handleStatus)
+	mux.HandleFunc("POST /v1/trigger", d.handleTrigger)
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/control"
 	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/secret"
 	"github.com/cloudcron/scheduler/internal/state"
 )
@@ -31,6 +34,16 @@ type TriggerOptions struct {
 func Trigger(ctx context.Context, o TriggerOptions) (executor.Outcome, error) {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	// A running daemon is the audit log's one writer: the job runs there,
+	// under the schedule it runs and with the secrets it holds.
+	if dir, err := schedule.StateDir(o.ConfigPath); err == nil {
+		if c, err := control.Dial(dir); err == nil {
+			defer c.Close()
+			return triggerRemote(ctx, c, o)
+		} else if !errors.Is(err, control.ErrNotRunning) {
+			return executor.Outcome{}, fmt.Errorf("reach the running daemon: %w", err)
+		}
 	}
 	cfg, err := Load(o.ConfigPath, o.Resolver, o.Now())
 	if err != nil {
@@ -90,6 +103,12 @@ func Trigger(ctx context.Context, o TriggerOptions) (executor.Outcome, error) {
 	if cerr != nil {
 		return out, fmt.Errorf("close audit log: %w", cerr)
 	}
+	report(o, out, cfg.Audit.Path)
+	return out, nil
+}
+
+// report prints the per-target lines of a manual run.
+func report(o TriggerOptions, out executor.Outcome, auditPath string) {
 	if o.Out != nil {
 		for _, t := range out.Targets {
 			line := fmt.Sprintf("%-8s %s %s attempts=%d", t.Outcome, o.Job, t.Target, t.Attempts)
@@ -104,7 +123,90 @@ func Trigger(ctx context.Context, o TriggerOptions) (executor.Outcome, error) {
 			}
 			fmt.Fprintln(o.Out, line)
 		}
-		fmt.Fprintf(o.Out, "run %s: %d of %d targets failed; audit: %s\n", out.RunID, len(out.Failed()), len(out.Targets), cfg.Audit.Path)
+		fmt.Fprintf(o.Out, "run %s: %d of %d targets failed; audit: %s\n", out.RunID, len(out.Failed()), len(out.Targets), auditPath)
 	}
+}
+
+// triggerRequest and triggerAnswer are the body and answer of POST
+// /v1/trigger on the control socket.
+type triggerRequest struct {
+	Job string `json:"job"`
+}
+
+type triggerTarget struct {
+	Target   string `json:"target"`
+	Outcome  string `json:"outcome"`
+	Attempts int    `json:"attempts"`
+	Verify   string `json:"verify,omitempty"`
+	State    string `json:"state,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+type triggerAnswer struct {
+	RunID   string          `json:"run_id"`
+	Audit   string          `json:"audit"`
+	Targets []triggerTarget `json:"targets"`
+}
+
+// triggerRemote asks the running daemon to run the job and waits for the
+// fire to end.
+func triggerRemote(ctx context.Context, c *control.Client, o TriggerOptions) (executor.Outcome, error) {
+	c.SetTimeout(0) // a fire lasts as long as its retries
+	var a triggerAnswer
+	if err := c.Post(ctx, "/v1/trigger", triggerRequest{Job: o.Job}, &a); err != nil {
+		return executor.Outcome{}, fmt.Errorf("trigger through the running daemon (%s): %w", c.Path(), err)
+	}
+	out := executor.Outcome{RunID: a.RunID}
+	for _, t := range a.Targets {
+		to := executor.TargetOutcome{Target: t.Target, Outcome: t.Outcome, Attempts: t.Attempts, Verify: t.Verify, State: t.State}
+		if t.Error != "" {
+			to.Err = errors.New(t.Error)
+		}
+		out.Targets = append(out.Targets, to)
+	}
+	report(o, out, a.Audit+" (written by the running daemon)")
 	return out, nil
+}
+
+// handleTrigger runs one job of the running schedule now, once, as
+// `scheduler trigger` does without a daemon: a manual run, audited by the
+// daemon's own log, under the job's overlap policy.
+func (d *Daemon) handleTrigger(w http.ResponseWriter, r *http.Request) {
+	var req triggerRequest
+	if !control.DecodeJSON(w, r, &req) {
+		return
+	}
+	p, ok := d.enter()
+	if !ok {
+		control.WriteError(w, http.StatusServiceUnavailable, "the daemon is shutting down; trigger refused")
+		return
+	}
+	defer d.leave(p)
+	j := p.jobs[req.Job]
+	if j == nil {
+		names := make([]string, 0, len(p.cfg.Jobs))
+		for _, cj := range p.cfg.Jobs {
+			names = append(names, cj.Name)
+		}
+		control.WriteError(w, http.StatusNotFound, fmt.Sprintf("no job named %q in the running schedule; jobs: %v", req.Job, names))
+		return
+	}
+	d.log.Info().Str("job", req.Job).Msg("manual trigger through the control socket")
+	// The fire belongs to the daemon, not to the request: a client that
+	// goes away does not cancel it; Shutdown does.
+	out := d.exec.FireWith(d.ctx, j, d.now(), time.Time{}, func(rs []audit.Record) (bool, error) {
+		for i := range rs {
+			rs[i].Detail += "; " + state.ManualTrigger
+		}
+		return true, d.audit.AppendBatch(rs)
+	})
+	a := triggerAnswer{RunID: out.RunID, Audit: p.cfg.Audit.Path}
+	for _, t := range out.Targets {
+		tt := triggerTarget{Target: t.Target, Outcome: t.Outcome, Attempts: t.Attempts, Verify: t.Verify, State: t.State}
+		if t.Err != nil {
+			tt.Error = t.Err.Error()
+		}
+		a.Targets = append(a.Targets, tt)
+	}
+	control.WriteJSON(w, http.StatusOK, a)
 }
