@@ -287,6 +287,7 @@ func Start(opts Options) (*Daemon, error) {
 	if err != nil {
 		return fail(err)
 	}
+	holdPoint("recovered")
 	if err := d.syncJobs(cfg, opts.Now()); err != nil {
 		return fail(err)
 	}

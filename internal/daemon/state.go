@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -227,6 +228,22 @@ func crashPoint(name string) {
 	if crashAt != "" && crashAt == name {
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way
+	}
+}
+
+// holdAt holds start-up at a named point for a while, from
+// SCHEDULER_TEST_HOLD_AT=point:duration (e.g. "recovered:1500ms"): the
+// process tests make start-up span fires deterministically, however fast
+// the machine is. Unset in production.
+var holdAt = os.Getenv("SCHEDULER_TEST_HOLD_AT")
+
+func holdPoint(name string) {
+	point, d, ok := strings.Cut(holdAt, ":")
+	if !ok || point != name {
+		return
+	}
+	if hold, err := time.ParseDuration(d); err == nil && hold > 0 {
+		time.Sleep(hold)
 	}
 }
 
