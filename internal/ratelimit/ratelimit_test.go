@@ -6,53 +6,13 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 )
-
-// server answers 200, or 429 (with retryAfter, if set) for the first
-// throttle requests, and records when each request arrived.
-type server struct {
-	*httptest.Server
-	throttle   atomic.Int32
-	retryAfter string
-	mu         sync.Mutex
-	times      []time.Time
-}
-
-func newServer(t *testing.T, throttle int, retryAfter string) *server {
-	t.Helper()
-	s := &server{retryAfter: retryAfter}
-	s.throttle.Store(int32(throttle))
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		s.times = append(s.times, time.Now())
-		s.mu.Unlock()
-		if s.throttle.Add(-1) >= 0 {
-			if s.retryAfter != "" {
-				w.Header().Set("Retry-After", s.retryAfter)
-			}
-			w.WriteHeader(http.StatusTooManyRequests)
-			_, _ = io.WriteString(w, `{"error_code":"APIG.0308","error_msg":"throttled"}`)
-			return
-		}
-		_, _ = io.WriteString(w, `{}`)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *server) arrivals() []time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]time.Time(nil), s.times...)
-}
 
 func get(t *testing.T, c *http.Client, ctx context.Context, url string) (int, error) {
 	t.Helper()
@@ -69,45 +29,46 @@ func get(t *testing.T, c *http.Client, ctx context.Context, url string) (int, er
 	return resp.StatusCode, nil
 }
 
+// TestRateSpacesRequests runs on synctest's fake clock: the arrivals are
+// exact, whatever the machine's load (on the real clock a window of a few
+// hundred milliseconds flaked).
 func TestRateSpacesRequests(t *testing.T) {
+	ms := time.Millisecond
 	tests := []struct {
 		name      string
 		perSecond float64
 		burst     int
-		n         int
-		minSpan   time.Duration // first to last arrival, at least
-		maxSpan   time.Duration
+		want      []time.Duration // arrivals after the first, in order
 	}{
-		{"unlimited", 0, 0, 6, 0, 150 * time.Millisecond},
-		{"20/s burst 1", 20, 1, 6, 240 * time.Millisecond, 600 * time.Millisecond},
-		{"20/s burst 3", 20, 3, 6, 140 * time.Millisecond, 450 * time.Millisecond},
+		{"unlimited", 0, 0, []time.Duration{0, 0, 0, 0, 0, 0}},
+		{"20/s burst 1", 20, 1, []time.Duration{0, 50 * ms, 100 * ms, 150 * ms, 200 * ms, 250 * ms}},
+		{"20/s burst 3", 20, 3, []time.Duration{0, 0, 0, 50 * ms, 100 * ms, 150 * ms}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newServer(t, 0, "")
-			l := New(Options{PerSecond: tc.perSecond, Burst: tc.burst})
-			c := &http.Client{Transport: l.Wrap(nil)}
-			// Two "jobs" share the account's limiter.
-			var wg sync.WaitGroup
-			for range tc.n {
-				wg.Go(func() {
-					if code, err := get(t, c, t.Context(), s.URL); err != nil || code != 200 {
-						t.Errorf("get: %d %v", code, err)
-					}
-				})
-			}
-			wg.Wait()
-			at := s.arrivals()
-			span := at[len(at)-1].Sub(at[0])
-			for _, a := range at {
-				span = max(span, a.Sub(at[0]))
-			}
-			if span < tc.minSpan || span > tc.maxSpan {
-				t.Errorf("%d requests spread over %s; want %s..%s", tc.n, span, tc.minSpan, tc.maxSpan)
-			}
-			if st := l.Stats(); st.Sent != tc.n {
-				t.Errorf("Stats.Sent = %d; want %d", st.Sent, tc.n)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				s := &memServer{}
+				l := New(Options{PerSecond: tc.perSecond, Burst: tc.burst})
+				c := &http.Client{Transport: l.Wrap(s)}
+				// Several "jobs" share the account's limiter.
+				var wg sync.WaitGroup
+				for range tc.want {
+					wg.Go(func() {
+						if code, err := get(t, c, t.Context(), "http://cloud.test/"); err != nil || code != 200 {
+							t.Errorf("get: %d %v", code, err)
+						}
+					})
+				}
+				wg.Wait()
+				got := s.arrivals()
+				slices.Sort(got)
+				if !slices.EqualFunc(got, tc.want, func(g, w time.Duration) bool { return (g - w).Abs() < time.Microsecond }) {
+					t.Errorf("arrivals %v; want %v", got, tc.want)
+				}
+				if st := l.Stats(); st.Sent != len(tc.want) {
+					t.Errorf("Stats.Sent = %d; want %d", st.Sent, len(tc.want))
+				}
+			})
 		})
 	}
 }
@@ -125,27 +86,28 @@ func TestThrottlePausesTheWholeAccount(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newServer(t, 1, tc.retryAfter)
-			var pauses []time.Duration
-			tc.opts.OnThrottle = func(p time.Duration, _ float64) { pauses = append(pauses, p) }
-			l := New(tc.opts)
-			c := &http.Client{Transport: l.Wrap(nil)}
-			code, err := get(t, c, t.Context(), s.URL)
-			if err != nil || code != http.StatusTooManyRequests {
-				t.Fatalf("first request: %d %v; want the 429 returned to the caller", code, err)
-			}
-			// Another job's request, not the one that got the 429, must wait too.
-			start := time.Now()
-			if code, err := get(t, c, t.Context(), s.URL); err != nil || code != 200 {
-				t.Fatalf("second request: %d %v", code, err)
-			}
-			waited := time.Since(start)
-			if waited < tc.wantPause-20*time.Millisecond || waited > tc.wantPause+500*time.Millisecond {
-				t.Errorf("second request waited %s; want about %s", waited, tc.wantPause)
-			}
-			if len(pauses) != 1 || pauses[0] != tc.wantPause {
-				t.Errorf("OnThrottle pauses = %v; want [%s]", pauses, tc.wantPause)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				s := &memServer{throttle: 1, retryAfter: tc.retryAfter}
+				var pauses []time.Duration
+				tc.opts.OnThrottle = func(p time.Duration, _ float64) { pauses = append(pauses, p) }
+				l := New(tc.opts)
+				c := &http.Client{Transport: l.Wrap(s)}
+				code, err := get(t, c, t.Context(), "http://cloud.test/")
+				if err != nil || code != http.StatusTooManyRequests {
+					t.Fatalf("first request: %d %v; want the 429 returned to the caller", code, err)
+				}
+				// Another job's request, not the one that got the 429, must wait too.
+				start := time.Now()
+				if code, err := get(t, c, t.Context(), "http://cloud.test/"); err != nil || code != 200 {
+					t.Fatalf("second request: %d %v", code, err)
+				}
+				if waited := time.Since(start); waited != tc.wantPause {
+					t.Errorf("second request waited %s; want %s", waited, tc.wantPause)
+				}
+				if len(pauses) != 1 || pauses[0] != tc.wantPause {
+					t.Errorf("OnThrottle pauses = %v; want [%s]", pauses, tc.wantPause)
+				}
+			})
 		})
 	}
 }
@@ -204,35 +166,39 @@ func TestRateRecoversGradually(t *testing.T) {
 }
 
 func TestWaitHonoursContext(t *testing.T) {
-	s := newServer(t, 1, "30")
-	l := New(Options{})
-	c := &http.Client{Transport: l.Wrap(nil)}
-	if code, _ := get(t, c, t.Context(), s.URL); code != http.StatusTooManyRequests {
-		t.Fatalf("want the first request throttled, got %d", code)
-	}
-	t.Run("deadline before the pause ends fails at once", func(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &memServer{throttle: 1, retryAfter: "30"}
+		l := New(Options{})
+		c := &http.Client{Transport: l.Wrap(s)}
+		if code, _ := get(t, c, t.Context(), "http://cloud.test/"); code != http.StatusTooManyRequests {
+			t.Fatalf("want the first request throttled, got %d", code)
+		}
+		// A deadline before the pause ends fails at once.
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		start := time.Now()
-		_, err := get(t, c, ctx, s.URL)
-		if !errors.Is(err, ErrNotSent) || time.Since(start) > 200*time.Millisecond {
+		_, err := get(t, c, ctx, "http://cloud.test/")
+		if !errors.Is(err, ErrNotSent) || time.Since(start) != 0 {
 			t.Fatalf("err = %v after %s; want ErrNotSent at once", err, time.Since(start))
 		}
 		if !strings.Contains(err.Error(), "429") {
 			t.Errorf("err = %v; want it to say why", err)
 		}
-	})
-	t.Run("cancel ends the wait", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(t.Context())
+		// Cancel ends the wait, when it comes.
+		ctx, cancel = context.WithCancel(t.Context())
 		time.AfterFunc(50*time.Millisecond, cancel)
-		_, err := get(t, c, ctx, s.URL)
+		start = time.Now()
+		_, err = get(t, c, ctx, "http://cloud.test/")
 		if !errors.Is(err, ErrNotSent) || !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v; want ErrNotSent wrapping context.Canceled", err)
 		}
+		if waited := time.Since(start); waited != 50*time.Millisecond {
+			t.Errorf("cancelled wait returned after %s; want 50ms, at the cancel", waited)
+		}
+		if n := len(s.arrivals()); n != 1 {
+			t.Errorf("server saw %d requests; want 1 (the waits sent nothing)", n)
+		}
 	})
-	if n := len(s.arrivals()); n != 1 {
-		t.Errorf("server saw %d requests; want 1 (the waits sent nothing)", n)
-	}
 }
 
 type idleCloser struct {
