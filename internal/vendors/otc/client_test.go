@@ -63,8 +63,9 @@ type fakeCloud struct {
 	// respond answers the n-th (from 0) ModelArts request whose
 	// credentials were valid.
 	respond func(w http.ResponseWriter, r *http.Request, n int)
-	// iamDelay holds each token fetch, to make concurrent callers overlap.
-	iamDelay time.Duration
+	// iamHold, when set, holds the first token fetch until it is closed or
+	// the fetch's request is cancelled.
+	iamHold chan struct{}
 	// iamRespond, when set, answers token requests instead of issuing one.
 	iamRespond func(w http.ResponseWriter)
 	tokenTTL   time.Duration
@@ -115,8 +116,12 @@ func (f *fakeCloud) serveIAM(w http.ResponseWriter, r *http.Request) {
 	n := f.fetches
 	f.iamBody, f.iamHdr = body, r.Header.Clone()
 	f.mu.Unlock()
-	if f.iamDelay > 0 {
-		time.Sleep(f.iamDelay)
+	if f.iamHold != nil && n == 1 {
+		select {
+		case <-f.iamHold:
+		case <-r.Context().Done():
+			return
+		}
 	}
 	if f.iamRespond != nil {
 		f.iamRespond(w)
@@ -597,7 +602,7 @@ func TestIAMTokenFetchedOnceAndCached(t *testing.T) {
 
 func TestIAMConcurrentCallsShareOneFetch(t *testing.T) {
 	f := newFakeCloud(t, respondWith(200, nil, `{"current_status":"STARTING"}`))
-	f.iamDelay = 100 * time.Millisecond
+	f.iamHold = make(chan struct{})
 	c := f.client(t, AuthIAM, APIDEManager)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -607,6 +612,9 @@ func TestIAMConcurrentCallsShareOneFetch(t *testing.T) {
 			errs <- err
 		})
 	}
+	// One caller fetches, held by the server; the seven others wait on it.
+	waitCond(t, "seven callers waiting on one token fetch", func() bool { return c.tokenWaiters() == 7 })
+	close(f.iamHold)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -616,6 +624,28 @@ func TestIAMConcurrentCallsShareOneFetch(t *testing.T) {
 	}
 	if f.fetchCount() != 1 {
 		t.Errorf("token fetches = %d; want 1", f.fetchCount())
+	}
+}
+
+// tokenWaiters is how many callers wait on the token fetch in flight.
+func (c *Client) tokenWaiters() int {
+	c.tokens.mu.Lock()
+	defer c.tokens.mu.Unlock()
+	if c.tokens.inflight == nil {
+		return 0
+	}
+	return c.tokens.inflight.waiters
+}
+
+// waitCond polls cond until it holds, failing after 10 s.
+func waitCond(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -794,7 +824,7 @@ func (k callKind) do(ctx context.Context, c *Client, id string) (vendors.Result,
 // not fail them: they fetch again under their own context.
 func TestIAMWaiterSurvivesCancelledFetcher(t *testing.T) {
 	f := newFakeCloud(t, respondWith(200, nil, `{"current_status":"STARTING"}`))
-	f.iamDelay = 200 * time.Millisecond
+	f.iamHold = make(chan struct{}) // A's fetch stays in flight until A gives up
 	c := f.client(t, AuthIAM, APIDEManager)
 
 	ctxA, cancelA := context.WithCancel(context.Background())
@@ -803,15 +833,13 @@ func TestIAMWaiterSurvivesCancelledFetcher(t *testing.T) {
 		_, err := c.StartNotebook(ctxA, testID)
 		errA <- err
 	}()
-	for f.fetchCount() == 0 { // A's fetch is in flight
-		time.Sleep(time.Millisecond)
-	}
+	waitCond(t, "A's token fetch in flight", func() bool { return f.fetchCount() == 1 })
 	errB := make(chan error, 1)
 	go func() {
 		_, err := c.StartNotebook(context.Background(), testID)
 		errB <- err
 	}()
-	time.Sleep(10 * time.Millisecond) // let B join A's fetch
+	waitCond(t, "B waiting on A's fetch", func() bool { return c.tokenWaiters() == 1 })
 	cancelA()
 	if err := <-errA; err == nil || !vendors.IsTransient(err) {
 		t.Errorf("cancelled caller: %v; want a transient error", err)

@@ -40,9 +40,10 @@ type tokenSource struct {
 }
 
 type tokenFetch struct {
-	done  chan struct{}
-	token string
-	err   error
+	done    chan struct{}
+	token   string
+	err     error
+	waiters int // callers waiting on this fetch (under tokenSource.mu)
 }
 
 // get returns a valid token, fetching one when none is cached or the cached
@@ -72,6 +73,7 @@ func (ts *tokenSource) get(ctx context.Context, op string) (string, error) {
 			close(f.done)
 			return tok, err
 		}
+		f.waiters++
 		ts.mu.Unlock()
 		select {
 		case <-ctx.Done():
