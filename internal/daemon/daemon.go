@@ -58,6 +58,9 @@ type Options struct {
 	// tracker, metrics, notifications): every batch of audit records, once
 	// durable, in log order (see internal/observe).
 	Sinks []observe.Sink
+
+	// debounce overrides the config watcher's debounce (tests).
+	debounce time.Duration
 }
 
 // Status is a one-line view of the running daemon.
@@ -184,7 +187,7 @@ func Run(ctx context.Context, opts Options, reload <-chan struct{}) error {
 		wctx, stop := context.WithCancel(ctx)
 		defer stop()
 		go func() {
-			if err := watchConfig(wctx, opts.ConfigPath, d.log, watched); err != nil {
+			if err := watchConfig(wctx, opts.ConfigPath, d.log, opts.debounce, watched); err != nil {
 				d.log.Warn().Err(err).Msg("cannot watch the config file; reload with SIGHUP")
 			}
 		}()

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,13 +27,18 @@ func TestWatchRejectedEditBesideAuditLogIsAuditedOnce(t *testing.T) {
 	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stop := startWatched(t, path, auditPath)
+	stop, logs := startWatchedWith(t, path, auditPath, 0)
 	defer stop()
-	if err := os.WriteFile(path, []byte(good+"jobs: [oops\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bad := []byte(good + "jobs: [oops\n")
+	replaceFile(t, path, bad)
 	waitUntil(t, "a reload record", func() bool { return len(reloads(t, auditPath)) >= 1 })
-	time.Sleep(8 * debounce)
+	// Write the same bad content again: once the daemon has skipped it as
+	// unchanged, a reload caused by the audit write would have happened.
+	skips := unchangedSkips(logs)
+	replaceFile(t, path, bad)
+	waitUntil(t, "the unchanged write to be skipped", func() bool {
+		return unchangedSkips(logs) > skips || len(reloads(t, auditPath)) > 1
+	})
 	if n := len(reloads(t, auditPath)); n != 1 {
 		t.Fatalf("%d reload records after one bad edit; want 1 (the audit write must not trigger another reload)", n)
 	}
@@ -75,7 +81,20 @@ jobs:
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // the catch-up fire is in flight, in the delay fault
+	// The catch-up fire is in flight, in the delay fault: its intent is
+	// audited (before any call), its attempt is not yet.
+	waitUntil(t, "the catch-up fire in flight", func() bool {
+		recs, err := audit.ReadAll(filepath.Join(dir, "audit.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Event == audit.EventAttempt {
+				t.Fatalf("attempt %+v audited before shutdown; the delay fault did not hold the call", r)
+			}
+		}
+		return slices.ContainsFunc(recs, func(r audit.Record) bool { return r.Event == audit.EventRun && r.Job == "on" })
+	})
 	began := time.Now()
 	if err := d.Shutdown(); err != nil {
 		t.Fatalf("Shutdown: %v", err)

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +28,14 @@ const (
 // rlStart starts the daemon on e's config with the real clock.
 func (e *cuEnv) rlStart(t *testing.T) *cuDaemon {
 	t.Helper()
-	d, err := Start(Options{ConfigPath: e.config, Log: zerolog.Nop(), Grace: 5 * time.Second})
+	return e.rlStartNow(t, nil)
+}
+
+// rlStartNow is rlStart with the daemon's clock (config anchors, catch-up)
+// read from now; the engine still runs on the real clock.
+func (e *cuEnv) rlStartNow(t *testing.T, now func() time.Time) *cuDaemon {
+	t.Helper()
+	d, err := Start(Options{ConfigPath: e.config, Log: zerolog.Nop(), Grace: 5 * time.Second, Now: now})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -159,7 +167,10 @@ func TestReloadRemoveAndReAddWhileRunning(t *testing.T) {
 	faults := "    faults: [{target: nb-1, action: modelarts.notebook.stop, kind: delay, delay: 800ms}]\n"
 	slow := cuJob{name: "slow", schedule: everySecond, action: "modelarts.notebook.stop", targets: []string{"nb-1"}}
 	idle := cuJob{name: "idle", schedule: never, action: "modelarts.notebook.stop", targets: []string{"nb-1"}} // keeps the fault valid
-	e.write(t, faults, slow, idle)
+	// tick fires every second on another notebook: its fires show the
+	// engine running past a second on which slow would have fired.
+	tick := cuJob{name: "tick", schedule: everySecond, action: "modelarts.notebook.stop", targets: []string{"nb-2"}}
+	e.write(t, faults, slow, idle, tick)
 	d := e.rlStart(t)
 	since := d.store.Job("slow").Since
 
@@ -178,7 +189,7 @@ func TestReloadRemoveAndReAddWhileRunning(t *testing.T) {
 		}
 		return true
 	})
-	e.write(t, faults, idle)
+	e.write(t, faults, idle, tick)
 	d.Reload(false)
 	removed := lastReload(t, e.audit)
 	if removed.Outcome != audit.OutcomeSuccess || !strings.Contains(removed.Detail, "removed [slow]") {
@@ -202,8 +213,17 @@ func TestReloadRemoveAndReAddWhileRunning(t *testing.T) {
 			t.Fatalf("attempt %+v; want success audited after the reload (seq > %d)", a, removed.Seq)
 		}
 	}
-	// Longer than a period plus the delay: the removed job never fires.
-	time.Sleep(1200 * time.Millisecond)
+	// The removed job never fires: two fires of tick after the removal
+	// (a whole second of the engine, and the delay, went by).
+	waitUntil(t, "two fires of tick after the removal", func() bool {
+		n := 0
+		for _, r := range cuRecords(t, e.audit, audit.EventRun, "tick") {
+			if r.Seq > removed.Seq {
+				n++
+			}
+		}
+		return n >= 2
+	})
 	for _, r := range cuRecords(t, e.audit, "", "slow") {
 		if r.Seq > removed.Seq && !(r.Event == audit.EventAttempt && r.RunID == inflight) {
 			t.Fatalf("record %+v of the removed job after the reload", r)
@@ -212,7 +232,7 @@ func TestReloadRemoveAndReAddWhileRunning(t *testing.T) {
 
 	// Added back: it fires again, with fresh run state.
 	readd := time.Now()
-	e.write(t, faults, slow, idle)
+	e.write(t, faults, slow, idle, tick)
 	d.Reload(false)
 	added := lastReload(t, e.audit)
 	if added.Outcome != audit.OutcomeSuccess || !strings.Contains(added.Detail, "added [slow]") {
@@ -246,7 +266,9 @@ func TestReloadKeepsUnchangedJobs(t *testing.T) {
 	b := cuJob{name: "b", schedule: never, action: "modelarts.notebook.stop", targets: []string{"nb-2"}}
 	c := cuJob{name: "c", schedule: never, action: "modelarts.notebook.stop", targets: []string{"nb-3"}, account: "sb2"}
 	e.write(t, accounts(""), a, b, c)
-	d := e.rlStart(t)
+	var clock atomic.Int64 // the daemon's clock, in Unix nanoseconds
+	clock.Store(time.Now().UnixNano())
+	d := e.rlStartNow(t, func() time.Time { return time.Unix(0, clock.Load()) })
 	type timing struct {
 		id   engine.EntryID
 		next time.Time
@@ -280,8 +302,8 @@ func TestReloadKeepsUnchangedJobs(t *testing.T) {
 	}
 
 	before := snapshot()
-	time.Sleep(1100 * time.Millisecond) // a re-registered @every job would move
-	d.Reload(true)                      // SIGHUP, nothing changed
+	clock.Add(int64(1100 * time.Millisecond)) // a re-registered @every job would move
+	d.Reload(true)                            // SIGHUP, nothing changed
 	check("forced reload of the same file", before)
 
 	before = snapshot()

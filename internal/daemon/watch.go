@@ -22,7 +22,11 @@ const debounce = 75 * time.Millisecond
 // rename and Kubernetes-style `..data` symlink swaps are seen. A burst of
 // events yields one request on reload; the daemon then skips the reload if
 // the file's content did not change. It returns when ctx is done.
-func watchConfig(ctx context.Context, path string, log zerolog.Logger, reload chan<- struct{}) error {
+// A zero wait is the default debounce.
+func watchConfig(ctx context.Context, path string, log zerolog.Logger, wait time.Duration, reload chan<- struct{}) error {
+	if wait <= 0 {
+		wait = debounce
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", path, err)
@@ -37,6 +41,7 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger, reload ch
 			return fmt.Errorf("watch %s: %w", d, err)
 		}
 	}
+	log.Debug().Str("config", path).Msg("watching the config file for changes")
 	var timer *time.Timer
 	var fire <-chan time.Time
 	for {
@@ -52,9 +57,9 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger, reload ch
 			}
 			log.Debug().Str("event", ev.String()).Msg("config directory changed")
 			if timer == nil {
-				timer = time.NewTimer(debounce)
+				timer = time.NewTimer(wait)
 			} else {
-				timer.Reset(debounce)
+				timer.Reset(wait)
 			}
 			fire = timer.C
 		case <-fire:

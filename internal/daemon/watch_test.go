@@ -27,19 +27,47 @@ jobs:
 // a symlink) and returns its audit path and a stop function.
 func startWatched(t *testing.T, path, auditPath string) func() {
 	t.Helper()
+	stop, _ := startWatchedWith(t, path, auditPath, 0)
+	return stop
+}
+
+// startWatchedWith is startWatched with a debounce (0: the default) that
+// also returns the daemon's debug log. It returns once the watcher is
+// registered.
+func startWatchedWith(t *testing.T, path, auditPath string, wait time.Duration) (func(), *syncBuf) {
+	t.Helper()
+	logs := &syncBuf{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{ConfigPath: path, Log: zerolog.Nop(), Watch: true, Grace: time.Second}, nil)
+		done <- Run(ctx, Options{ConfigPath: path, Log: zerolog.New(logs).Level(zerolog.DebugLevel), Watch: true, Grace: time.Second, debounce: wait}, nil)
 	}()
-	waitUntil(t, "daemon started", func() bool { _, err := os.Stat(auditPath); return err == nil })
-	time.Sleep(100 * time.Millisecond) // the watcher is registered right after start
+	waitUntil(t, "the config watcher", func() bool { return strings.Contains(logs.String(), "watching the config file for changes") })
 	return func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
+	}, logs
+}
+
+// replaceFile replaces path with data the way an editor saving by rename
+// does, so that the daemon never reads a half-written file.
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".tmp-save"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
 	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// unchangedSkips counts the reloads the daemon skipped because the file's
+// content had not changed.
+func unchangedSkips(logs *syncBuf) int {
+	return strings.Count(logs.String(), "touched but unchanged since the last reload")
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -140,22 +168,22 @@ func TestWatchBurstReloadsOnce(t *testing.T) {
 	if err := os.WriteFile(path, body("one"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stop := startWatched(t, path, auditPath)
+	// The burst must fall inside one debounce window: with the default
+	// 75 ms a loaded machine can pause longer between two writes (and the
+	// daemon then reads a truncated file), so the window here is wide.
+	stop, logs := startWatchedWith(t, path, auditPath, time.Second)
 	defer stop()
 	// 20 writes in quick succession, as a tool writing in chunks would.
 	for i := 0; i < 20; i++ {
 		if err := os.WriteFile(path, body(fmt.Sprintf("j%d", i)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	waitUntil(t, "a reload record", func() bool { return len(reloads(t, auditPath)) >= 1 })
-	time.Sleep(3 * debounce)
-	rs := reloads(t, auditPath)
-	if len(rs) != 1 || !strings.Contains(rs[0].Detail, "added [j19]") {
-		t.Fatalf("%d reload records %+v; want exactly one, ending at j19", len(rs), rs)
-	}
-	// Touching the file without changing it does not reload.
+	// Touching the file and writing it unchanged does not reload. The skip
+	// is logged once the watcher's request for it is handled, after any
+	// reload the burst could still have caused.
+	skips := unchangedSkips(logs)
 	now := time.Now()
 	if err := os.Chtimes(path, now, now); err != nil {
 		t.Fatal(err)
@@ -163,9 +191,12 @@ func TestWatchBurstReloadsOnce(t *testing.T) {
 	if err := os.WriteFile(path, body("j19"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(4 * debounce)
-	if n := len(reloads(t, auditPath)); n != 1 {
-		t.Fatalf("%d reload records after an unchanged write; want still 1", n)
+	waitUntil(t, "the unchanged write to be skipped", func() bool {
+		return unchangedSkips(logs) > skips || len(reloads(t, auditPath)) > 1
+	})
+	rs := reloads(t, auditPath)
+	if len(rs) != 1 || rs[0].Outcome != audit.OutcomeSuccess || !strings.Contains(rs[0].Detail, "added [j19]") {
+		t.Fatalf("%d reload records %+v; want exactly one, a success ending at j19", len(rs), rs)
 	}
 }
 
@@ -179,9 +210,7 @@ func TestWatchMalformedEditKeepsSchedule(t *testing.T) {
 	}
 	stop := startWatched(t, path, auditPath)
 	defer stop()
-	if err := os.WriteFile(path, []byte(good+"  - {name: [unclosed\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, path, []byte(good+"  - {name: [unclosed\n"))
 	waitUntil(t, "a reload record", func() bool { return len(reloads(t, auditPath)) == 1 })
 	r := reloads(t, auditPath)[0]
 	if r.Outcome != audit.OutcomeFailure || !strings.Contains(r.Error, path+":") || !strings.Contains(r.Error, "invalid YAML") {
