@@ -57,6 +57,10 @@ func TestNextDST(t *testing.T) {
 			[]string{"2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00", "2026-03-31T02:30:00+02:00"}},
 		{"berlin fixed fall-back fires at first occurrence only", "Europe/Berlin", "30 2 * * *", "2026-10-24T12:00:00+02:00",
 			[]string{"2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00", "2026-10-27T02:30:00+01:00"}},
+		// The wall time right at the end of the repeated hour happens once,
+		// in the second pass: it must fire then, not be skipped as "seen".
+		{"berlin fixed at the end of the repeated hour fires once", "Europe/Berlin", "0 3 * * *", "2026-10-24T12:00:00+02:00",
+			[]string{"2026-10-25T03:00:00+01:00", "2026-10-26T03:00:00+01:00"}},
 		{"berlin fixed from inside the second pass", "Europe/Berlin", "30 2 * * *", "2026-10-25T02:15:00+01:00",
 			[]string{"2026-10-26T02:30:00+01:00"}},
 		{"berlin fixed several wall times in the gap fire once", "Europe/Berlin", "0,20,40 2 * * *", "2026-03-29T01:00:00+01:00",
@@ -90,6 +94,8 @@ func TestNextDST(t *testing.T) {
 			[]string{"2026-03-08T01:30:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-08T03:30:00-04:00"}},
 		{"new york fixed fall", "America/New_York", "30 1 * * *", "2026-10-31T12:00:00-04:00",
 			[]string{"2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"}},
+		{"new york fixed at the end of the repeated hour fires once", "America/New_York", "0 2 * * *", "2026-10-31T12:00:00-04:00",
+			[]string{"2026-11-01T02:00:00-05:00", "2026-11-02T02:00:00-05:00"}},
 		{"new york interval fall", "America/New_York", "0 * * * *", "2026-11-01T00:30:00-04:00",
 			[]string{"2026-11-01T01:00:00-04:00", "2026-11-01T01:00:00-05:00", "2026-11-01T02:00:00-05:00", "2026-11-01T03:00:00-05:00"}},
 
