@@ -10,10 +10,16 @@
 // write and one fsync cover the whole batch, and each caller returns after
 // the fsync that covers its record.
 //
-// A failed write or fsync is returned to every caller whose record it
-// covered and makes the Log refuse all further appends (a sticky error): it
-// is never retried silently, because a partial line may already be on disk
-// and the operator has to look. Open a new Log to resume.
+// A failed write or fsync (a full disk) is returned to every caller whose
+// record it covered, and to every later Append while the outage lasts: the
+// daemon acts only on durable records, so it refuses to act. Meanwhile the
+// Log retries in the background with exponential backoff
+// (Options.RetryInitial, RetryMax) and resumes by itself: it cuts what the
+// failed write left after the last durable record (its own unfinished
+// lines), writes a repair record naming the outage, the error and the cut
+// bytes, then the refused records, late (a refused intent as event
+// audit_failed: that fire made no vendor call). Health reports the outage
+// for readiness checks, metrics and the watchdog.
 //
 // # Hash chain
 //
@@ -79,6 +85,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 )
 
 // ErrClosed is returned by Append after Close.
@@ -104,7 +112,24 @@ type Options struct {
 	// not ExpectHash (if set). 0 checks nothing.
 	ExpectSeq  uint64
 	ExpectHash string
+
+	// RetryInitial and RetryMax bound the backoff between attempts to
+	// write again after a failed write or fsync (a full disk); 0 means
+	// DefaultRetryInitial and DefaultRetryMax. See Health.
+	RetryInitial, RetryMax time.Duration
+	// Write, if set, writes the log's lines instead of (*os.File).Write:
+	// tests inject faults (ENOSPC) with it instead of filling a disk.
+	Write func(f *os.File, b []byte) (int, error)
 }
+
+// Defaults of Options.RetryInitial and RetryMax.
+const (
+	DefaultRetryInitial = time.Second
+	DefaultRetryMax     = time.Minute
+)
+
+// maxRefused bounds the records a failing log keeps to write late.
+const maxRefused = 10000
 
 // Log is an append-only, hash-chained audit log. Its methods are safe for
 // concurrent use.
@@ -112,6 +137,9 @@ type Log struct {
 	path     string
 	now      func() time.Time
 	sync     func(*os.File) error // (*os.File).Sync; replaced in tests
+	write    func(*os.File, []byte) (int, error)
+	retryMin time.Duration
+	retryMax time.Duration
 	maxBytes int64                // < 0: never rotate
 	keep     int
 	lock     *os.File // path.lock; nil when path is not a regular file
@@ -125,7 +153,20 @@ type Log struct {
 	durable   uint64   // records covered by a successful fsync
 	flushing  bool     // a leader is writing outside mu
 	closed    bool
-	err       error // sticky write or fsync error
+	err       error // the write or fsync error of the current outage; nil when writing
+	// The current outage: appends are refused until the retry loop has
+	// written again. refusedUpto is the number of queued records whose
+	// Append failed, so that a waiting caller of a failed batch is told.
+	failSince   time.Time
+	failures    int
+	refused     [][]byte // bodies of refused records, written late on recovery
+	dropped     int      // refused records beyond maxRefused, counted only
+	refusedN    int      // records refused in this outage
+	refusedUpto uint64
+	writeErrors uint64        // failed writes and fsyncs since Open
+	stop        chan struct{} // closed by Close: ends the retry loop
+	retryDone   chan struct{} // closed when the retry loop has ended
+	goodSize    int64         // live file size before the batch being written
 	tailSeq   uint64
 	tailHash  string
 	recovered string
@@ -159,7 +200,17 @@ func OpenWith(path string, opts Options) (*Log, error) {
 			return nil, err
 		}
 	}
-	l := &Log{path: path, now: time.Now, sync: (*os.File).Sync, maxBytes: opts.MaxBytes, keep: opts.Keep}
+	l := &Log{path: path, now: time.Now, sync: (*os.File).Sync, write: opts.Write, maxBytes: opts.MaxBytes, keep: opts.Keep,
+		retryMin: opts.RetryInitial, retryMax: opts.RetryMax}
+	if l.write == nil {
+		l.write = (*os.File).Write
+	}
+	if l.retryMin <= 0 {
+		l.retryMin = DefaultRetryInitial
+	}
+	if l.retryMax <= 0 {
+		l.retryMax = DefaultRetryMax
+	}
 	if l.maxBytes == 0 {
 		l.maxBytes = DefaultMaxBytes
 	}
@@ -509,8 +560,9 @@ func (l *Log) Path() string { return l.path }
 // naming the torn last line it cut off, or "" when it repaired nothing.
 func (l *Log) Recovered() string { return l.recovered }
 
-// Err returns the sticky write error that makes the log refuse appends,
-// or nil while it takes records.
+// Err returns the write or fsync error of the current outage, during
+// which the log refuses appends and retries in the background, or nil
+// while it takes records. See Health.
 func (l *Log) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -598,11 +650,12 @@ func (l *Log) appendBatch(rs []Record, out []Record) error {
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err != nil {
-		return l.err
-	}
 	if l.closed {
 		return ErrClosed
+	}
+	if l.err != nil {
+		l.refuse(bodies)
+		return l.err
 	}
 	if len(bodies) == 0 {
 		return nil
@@ -611,6 +664,9 @@ func (l *Log) appendBatch(rs []Record, out []Record) error {
 	l.queued += uint64(len(bodies))
 	mine := l.queued
 	for {
+		if mine <= l.refusedUpto && l.err != nil {
+			return l.err
+		}
 		if l.durable >= mine {
 			return nil
 		}
@@ -638,9 +694,23 @@ func (l *Log) flushLocked() {
 
 	l.mu.Lock()
 	l.flushing = false
+	if err != nil {
+		// Every record queued so far is refused: the batch that failed and
+		// those waiting for the next one. Their callers get err.
+		l.refuse(bodies)
+		l.refuse(l.pending)
+		clear(l.pending)
+		l.pending = l.pending[:0]
+		l.refusedUpto, l.durable = l.queued, l.queued
+	}
 	clear(bodies)
 	l.spare = bodies[:0]
 	if err != nil {
+		l.writeErrors++
+		if l.err == nil {
+			l.failSince, l.failures = l.now(), 1
+			l.startRetry()
+		}
 		l.err = err
 	} else {
 		l.durable = upto
@@ -674,7 +744,8 @@ func (l *Log) commit(bodies [][]byte) error {
 			return err
 		}
 	}
-	n, err := l.f.Write(buf)
+	l.goodSize = l.size
+	n, err := l.write(l.f, buf)
 	l.size += int64(n)
 	if err != nil {
 		return fmt.Errorf("audit: write %s: %w", l.path, err)
@@ -843,6 +914,13 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.drainLocked()
+	if l.stop != nil {
+		close(l.stop)
+		done := l.retryDone
+		l.mu.Unlock()
+		<-done
+		l.mu.Lock()
+	}
 	if l.lock != nil {
 		l.lock.Close()
 	}
@@ -900,4 +978,170 @@ func Records(rd io.Reader) iter.Seq2[Record, error] {
 			yield(Record{}, fmt.Errorf("after line %d: %w", n, err))
 		}
 	}
+}
+
+// Health is the state of a Log's writes, for readiness checks, metrics and
+// the service manager's status line.
+type Health struct {
+	OK          bool      // the last write or fsync succeeded
+	Since       time.Time // when the current outage began; zero when OK
+	Err         string    // the error of the current outage
+	Failures    int       // failed attempts in the current outage
+	Refused     int       // records refused in the current outage
+	WriteErrors uint64    // failed writes and fsyncs since Open (audit_write_errors_total)
+}
+
+// Health reports whether the log is writing. It never blocks on a write.
+func (l *Log) Health() Health {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := Health{OK: l.err == nil, WriteErrors: l.writeErrors}
+	if l.err != nil {
+		h.Since, h.Err, h.Failures, h.Refused = l.failSince, l.err.Error(), l.failures, l.refusedN
+	}
+	return h
+}
+
+// refuse keeps the bodies of records refused during an outage, to write
+// them late once the log writes again. mu is held.
+func (l *Log) refuse(bodies [][]byte) {
+	l.refusedN += len(bodies)
+	for _, b := range bodies {
+		if len(l.refused) >= maxRefused {
+			l.dropped++
+			continue
+		}
+		l.refused = append(l.refused, b)
+	}
+}
+
+// startRetry starts the retry loop of an outage. mu is held.
+func (l *Log) startRetry() {
+	if l.closed || l.stop != nil {
+		return
+	}
+	l.stop, l.retryDone = make(chan struct{}), make(chan struct{})
+	go l.retryLoop(l.stop, l.retryDone)
+}
+
+// retryLoop tries to write again, with exponential backoff, until it has
+// or the log is closed.
+func (l *Log) retryLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.MaxElapsedTime = l.retryMin, l.retryMax, 0
+	b.Reset()
+	t := time.NewTimer(b.NextBackOff())
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if l.tryResume() {
+			return
+		}
+		t.Reset(b.NextBackOff())
+	}
+}
+
+// tryResume makes one attempt to end the outage; it reports whether the
+// outage is over (or the log closed).
+func (l *Log) tryResume() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		if l.closed {
+			return true
+		}
+		// While l.err is set, appends are refused and no leader runs:
+		// this goroutine owns the file.
+		refused, dropped, cause, since, failures := l.refused, l.dropped, l.err, l.failSince, l.failures
+		l.flushing = true
+		l.mu.Unlock()
+		err := l.resume(refused, dropped, cause, since, failures)
+		l.mu.Lock()
+		l.flushing = false
+		l.cond.Broadcast()
+		if err != nil {
+			l.err = err
+			l.failures++
+			l.writeErrors++
+			return false
+		}
+		l.tailSeq, l.tailHash = l.seq, l.hash
+		l.refused = l.refused[len(refused):]
+		l.dropped -= dropped
+		if len(l.refused) > 0 || l.dropped > 0 {
+			continue // refused while this attempt wrote: write them too
+		}
+		l.refused, l.err, l.failSince, l.failures, l.refusedN = nil, nil, time.Time{}, 0, 0
+		l.stop = nil
+		return true
+	}
+}
+
+// resume writes after an outage: it cuts what the failed write left after
+// the last durable record (our own unfinished lines), then writes a repair
+// record that names the outage and the cut, and the refused records, late.
+// An intent refused (a run record) is written as event audit_failed: the
+// fire was refused and no vendor call was made.
+func (l *Log) resume(refused [][]byte, dropped int, cause error, since time.Time, failures int) error {
+	cut := ""
+	if l.lock != nil {
+		fi, err := l.f.Stat()
+		if err != nil {
+			return fmt.Errorf("audit: stat %s: %w", l.path, err)
+		}
+		if n := fi.Size() - l.goodSize; n > 0 {
+			b := make([]byte, n)
+			if _, err := l.f.ReadAt(b, l.goodSize); err != nil {
+				return fmt.Errorf("audit: read the unfinished write of %s: %w", l.path, err)
+			}
+			sum := sha256.Sum256(b)
+			if err := l.f.Truncate(l.goodSize); err != nil {
+				return fmt.Errorf("audit: cut the unfinished write off %s: %w", l.path, err)
+			}
+			if err := l.sync(l.f); err != nil {
+				return fmt.Errorf("audit: fsync %s: %w", l.path, err)
+			}
+			cut = fmt.Sprintf("; the failed write had left %d bytes (sha256 %s) after offset %d, lines of records refused here and written again below: they were cut",
+				n, hex.EncodeToString(sum[:]), l.goodSize)
+		}
+		l.size = l.goodSize
+	}
+	now := l.now()
+	note := ""
+	if dropped > 0 {
+		note = fmt.Sprintf(" (%d more were refused and not kept)", dropped)
+	}
+	head := Record{Time: now, Event: EventRepair, Error: cause.Error(),
+		Detail: fmt.Sprintf("the audit log could not be written from %s to %s (%d failed attempts); %d records refused meanwhile follow, written late%s%s",
+			since.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), failures, len(refused), note, cut)}
+	hb, err := json.Marshal(head)
+	if err != nil {
+		return fmt.Errorf("audit: encode record: %w", err)
+	}
+	bodies := make([][]byte, 0, len(refused)+1)
+	bodies = append(bodies, hb)
+	for _, b := range refused {
+		var r Record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("audit: decode a refused record: %w", err)
+		}
+		if r.Event == EventRun {
+			r.Event, r.Outcome = EventAuditFailed, OutcomeFailure
+			r.Detail = fmt.Sprintf("fire refused: its intent could not be written to the audit log (%v), so no vendor call was made; the intent read: %s", cause, r.Detail)
+		} else {
+			r.Detail = strings.TrimPrefix(r.Detail+"; ", "; ") + fmt.Sprintf("written late: the audit log refused it at %s (%v)", r.Time.UTC().Format(time.RFC3339Nano), cause)
+		}
+		r.Error = strings.TrimSpace(r.Error)
+		nb, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("audit: encode record: %w", err)
+		}
+		bodies = append(bodies, nb)
+	}
+	return l.commit(bodies)
 }

@@ -343,6 +343,7 @@ func TestStickyError(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			l := mustOpen(t, filepath.Join(dir, "audit.jsonl"))
+			l.retryMin = time.Hour // no retry during this test: TestFullDiskRecovers covers it
 			tc.breakLog(t, l)
 			err := l.Append(Record{Target: "a"})
 			if !errors.Is(err, tc.want) {

@@ -38,6 +38,10 @@ const (
 	// and the side file that keeps it), or a new chain segment started by
 	// Repair (detail names the old segment's tail and the run state's).
 	EventRepair = "repair"
+	// EventAuditFailed records, written late once the audit log writes
+	// again, a fire whose intent the log refused during an outage (a full
+	// disk): outcome failure, no vendor call was made.
+	EventAuditFailed = "audit_failed"
 )
 
 // Outcomes: the value of Record.Outcome.

@@ -54,6 +54,10 @@ type Options struct {
 	Started func(*Daemon)
 	// Watch makes the daemon reload by itself when the config file changes.
 	Watch bool
+	// AuditWrite, AuditRetryInitial and AuditRetryMax are passed to the
+	// audit log (audit.Options): tests inject a full disk with AuditWrite.
+	AuditWrite                       func(*os.File, []byte) (int, error)
+	AuditRetryInitial, AuditRetryMax time.Duration
 	// Sinks receive the record stream after the daemon's own (the status
 	// tracker, metrics, notifications): every batch of audit records, once
 	// durable, in log order (see internal/observe).
@@ -69,6 +73,7 @@ type Status struct {
 	NextJob     string
 	NextFire    time.Time
 	LastFailure string // the newest fire that failed on a target, if any
+	Audit       string // why the audit log is not writing, if it is not
 }
 
 func (s Status) String() string {
@@ -78,6 +83,9 @@ func (s Status) String() string {
 	}
 	if s.LastFailure != "" {
 		line += "; last failure " + s.LastFailure
+	}
+	if s.Audit != "" {
+		line += "; " + s.Audit
 	}
 	return line
 }
@@ -117,6 +125,9 @@ type Daemon struct {
 	hbMu   sync.Mutex
 	hbLast time.Time   // wall clock with monotonic reading; never opts.Now
 	hbBusy atomic.Bool // a beat is waiting for d.mu
+
+	auditDown     bool          // under hbMu: the audit log was failing at the last beat
+	watchdogAfter time.Duration // audit.watchdog_after
 }
 
 // heartbeatEvery is how often the engine fires the heartbeat; Health turns
@@ -147,17 +158,62 @@ func (d *Daemon) beat(time.Time) {
 	d.hbMu.Lock()
 	d.hbLast = time.Now()
 	d.hbMu.Unlock()
+	d.watchAudit()
 }
 
 // Health reports whether the engine loop is alive: its heartbeat job fired
 // and could take the daemon's lock within the last few heartbeat periods.
 // It never blocks. Feed it to the systemd watchdog so that a wedged
 // scheduler is restarted.
+//
+// It is also false once the audit log has not been writable for longer
+// than audit.watchdog_after: the daemon cannot act without it, and a
+// restart by systemd is the next thing to try.
 func (d *Daemon) Health() bool {
 	d.hbMu.Lock()
 	last := d.hbLast
 	d.hbMu.Unlock()
+	if h := d.audit.Health(); !h.OK && time.Since(h.Since) >= d.watchdogAfter {
+		return false
+	}
 	return !last.IsZero() && time.Since(last) < heartbeatStale*heartbeatEvery
+}
+
+// DefaultWatchdogAfter is audit.watchdog_after when the config leaves it
+// out.
+const DefaultWatchdogAfter = 10 * time.Minute
+
+// AuditHealth reports whether the audit log is writing, for /readyz, the
+// metrics (audit_write_errors_total) and the status line.
+func (d *Daemon) AuditHealth() audit.Health { return d.audit.Health() }
+
+// auditProblem is the status line's note about an audit log that is not
+// writing; "" when it is.
+func (d *Daemon) auditProblem() string {
+	h := d.audit.Health()
+	if h.OK {
+		return ""
+	}
+	return fmt.Sprintf("AUDIT LOG NOT WRITABLE since %s (%d records refused, no vendor calls; retrying): %s",
+		h.Since.UTC().Format(time.RFC3339), h.Refused, h.Err)
+}
+
+// watchAudit logs when the audit log stops and starts writing again; the
+// heartbeat calls it.
+func (d *Daemon) watchAudit() {
+	h := d.audit.Health()
+	d.hbMu.Lock()
+	was := d.auditDown
+	d.auditDown = !h.OK
+	d.hbMu.Unlock()
+	switch {
+	case !h.OK && !was:
+		d.log.Error().Str("audit", d.audit.Path()).Str("error", h.Err).Time("since", h.Since).Dur("watchdog_after_ms", d.watchdogAfter).
+			Msg("the audit log cannot be written: every fire is refused until it can; retrying with backoff")
+	case h.OK && was:
+		d.log.Warn().Str("audit", d.audit.Path()).Uint64("write_errors", h.WriteErrors).
+			Msg("the audit log writes again; the refused fires are audited as audit_failed")
+	}
 }
 
 type entry struct {
@@ -237,7 +293,8 @@ func Start(opts Options) (*Daemon, error) {
 		log.Warn().Str("state", store.Path()).Msg(n)
 	}
 	seq, hash := store.AuditTail()
-	al, err := audit.OpenWith(cfg.Audit.Path, audit.Options{ExpectSeq: seq, ExpectHash: hash})
+	al, err := audit.OpenWith(cfg.Audit.Path, audit.Options{ExpectSeq: seq, ExpectHash: hash,
+		Write: opts.AuditWrite, RetryInitial: opts.AuditRetryInitial, RetryMax: opts.AuditRetryMax})
 	if err != nil {
 		p.close()
 		_ = store.Close()
@@ -262,6 +319,10 @@ func Start(opts Options) (*Daemon, error) {
 	}
 	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, plan: p, entries: map[string]entry{},
 		stopClock: make(chan struct{}), clockDone: make(chan struct{}), lastSeen: cfg.Hash(), started: opts.Now().UTC()}
+	d.watchdogAfter = DefaultWatchdogAfter
+	if w := cfg.Audit.WatchdogAfter; w != nil {
+		d.watchdogAfter = w.D()
+	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.startObserve()
 	fail := func(err error) (*Daemon, error) {
@@ -693,7 +754,7 @@ func (d *Daemon) waitIdle(timeout <-chan time.Time) bool {
 func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := Status{Jobs: len(d.entries), LastFailure: d.lastFail}
+	st := Status{Jobs: len(d.entries), LastFailure: d.lastFail, Audit: d.auditProblem()}
 	for name, e := range d.entries {
 		t := d.runner.NextFire(e.id)
 		if t.IsZero() {

@@ -33,6 +33,10 @@ type Config struct {
 // AuditConfig says where the audit log lives.
 type AuditConfig struct {
 	Path string `yaml:"path"`
+	// WatchdogAfter is how long the daemon keeps feeding the systemd
+	// watchdog while the audit log cannot be written (a full disk) before
+	// it stops, so that systemd restarts it; default 10m.
+	WatchdogAfter *Duration `yaml:"watchdog_after"`
 }
 
 // StateConfig says where run state lives.

@@ -260,6 +260,9 @@ func (v *validator) run() {
 		}
 	}
 	v.need("audit", "path", c.Audit.Path == "", "set audit.path to the audit log file, e.g. /var/log/scheduler/audit.jsonl")
+	if c.Audit.WatchdogAfter != nil && c.Audit.WatchdogAfter.D() <= 0 {
+		v.errAt("audit.watchdog_after", "must be greater than 0, e.g. watchdog_after: 10m")
+	}
 	v.need("state", "dir", c.State.Dir == "", "set state.dir to a directory for run state, e.g. /var/lib/scheduler")
 	v.checkPolicy(c.Defaults, "defaults")
 
