@@ -140,20 +140,20 @@ type Log struct {
 	write    func(*os.File, []byte) (int, error)
 	retryMin time.Duration
 	retryMax time.Duration
-	maxBytes int64                // < 0: never rotate
+	maxBytes int64 // < 0: never rotate
 	keep     int
 	lock     *os.File // path.lock; nil when path is not a regular file
 
-	mu        sync.Mutex
-	cond      *sync.Cond // signalled when a flush ends
-	f         *os.File
-	pending   [][]byte // record bodies waiting for the next flush
-	spare     [][]byte // the other slice, reused between flushes
-	queued    uint64   // records handed to Append so far
-	durable   uint64   // records covered by a successful fsync
-	flushing  bool     // a leader is writing outside mu
-	closed    bool
-	err       error // the write or fsync error of the current outage; nil when writing
+	mu       sync.Mutex
+	cond     *sync.Cond // signalled when a flush ends
+	f        *os.File
+	pending  [][]byte // record bodies waiting for the next flush
+	spare    [][]byte // the other slice, reused between flushes
+	queued   uint64   // records handed to Append so far
+	durable  uint64   // records covered by a successful fsync
+	flushing bool     // a leader is writing outside mu
+	closed   bool
+	err      error // the write or fsync error of the current outage; nil when writing
 	// The current outage: appends are refused until the retry loop has
 	// written again. refusedUpto is the number of queued records whose
 	// Append failed, so that a waiting caller of a failed batch is told.
@@ -167,9 +167,9 @@ type Log struct {
 	stop        chan struct{} // closed by Close: ends the retry loop
 	retryDone   chan struct{} // closed when the retry loop has ended
 	goodSize    int64         // live file size before the batch being written
-	tailSeq   uint64
-	tailHash  string
-	recovered string
+	tailSeq     uint64
+	tailHash    string
+	recovered   string
 
 	// Owned by the flushing leader (or by a holder of mu while no leader
 	// runs): the chain tail and the live file size this process knows of.
