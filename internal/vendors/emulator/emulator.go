@@ -412,6 +412,9 @@ func (c *Cloud) finish(w http.ResponseWriter, k *call, rep reply, fault FaultKin
 		}
 		h.Set("Content-Length", strconv.Itoa(len(out)))
 	}
+	// The emulated cloud's own clock, as a server's Date header carries
+	// its clock (clients judge skew from it).
+	h.Set("Date", k.now.UTC().Format(http.TimeFormat))
 	c.record(k, rep.status, rep.code, fault)
 	w.WriteHeader(rep.status)
 	if len(out) > 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"time"
 )
 
 // class is what one SCNet response means for the caller.
@@ -69,6 +70,10 @@ type envelope struct {
 	Code flexString      `json:"code"`
 	Msg  string          `json:"msg"`
 	Data json.RawMessage `json:"data"`
+
+	// skew is the server's clock minus ours, judged from the answer's
+	// Date header (0 without one); see tokenSource.set.
+	skew time.Duration `json:"-"`
 }
 
 // flexString decodes a JSON string or number as its text (numbers keep their

@@ -28,7 +28,8 @@ const (
 type server struct {
 	t     *testing.T
 	srv   *httptest.Server
-	token func() string // expected token header; nil: don't check
+	token func() string    // expected token header; nil: don't check
+	date  func() time.Time // the server's clock for the Date header; nil: the real one
 
 	mu     sync.Mutex
 	counts map[string]int
@@ -48,8 +49,11 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.counts[r.URL.Path]++
 	h := s.routes[r.URL.Path]
-	want := s.token
+	want, date := s.token, s.date
 	s.mu.Unlock()
+	if date != nil {
+		w.Header().Set("Date", date().UTC().Format(http.TimeFormat))
+	}
 	if got := r.Header.Get("Content-Type"); got != "application/json" {
 		s.t.Errorf("%s %s: Content-Type = %q; want application/json", r.Method, r.URL.Path, got)
 	}

@@ -27,9 +27,6 @@ const (
 	// unknownTTL is how long a token without a readable expireTime is used
 	// before it is renewed. The lifetime is not documented.
 	unknownTTL = time.Hour
-	// minTokenUse keeps a token that looks expired on arrival (a skewed
-	// clock) in use for a while instead of refreshing before every call.
-	minTokenUse = time.Minute
 )
 
 // SignTokenRequest computes the AK/SK token-request signature (vendors.md
@@ -147,7 +144,7 @@ func (s *tokenSource) renew(ctx context.Context, old string) (string, error) {
 		}
 		t = obj.Token
 	}
-	s.set(t)
+	s.set(t, env.skew)
 	return t, nil
 }
 
@@ -189,7 +186,7 @@ func (s *tokenSource) fetch(ctx context.Context) (string, error) {
 		if r.Token == nil || *r.Token == "" {
 			return fail("account suspended: region " + id + " has no token")
 		}
-		s.set(*r.Token)
+		s.set(*r.Token, env.skew)
 		return *r.Token, nil
 	}
 	if s.cluster != "" {
@@ -199,18 +196,21 @@ func (s *tokenSource) fetch(ctx context.Context) (string, error) {
 }
 
 // set installs a new token and schedules its renewal from the JWT's
-// expireTime.
-func (s *tokenSource) set(tok string) {
+// expireTime, which is on the server's clock: skew (the server's clock
+// minus ours, from the answer's Date header) puts it on ours. The token is
+// renewed before its own expiry, however short its life: margin is
+// renewMargin, or half the lifetime of a shorter-lived token. A token
+// that is already expired on arrival serves the call that fetched it only.
+func (s *tokenSource) set(tok string, skew time.Duration) {
 	now := s.c.now()
 	exp, ok := jwtExpiry(tok)
-	if !ok {
+	if ok {
+		exp = exp.Add(-skew)
+	} else {
 		exp = now.Add(unknownTTL)
 	}
-	margin := min(renewMargin, exp.Sub(now)/2)
+	margin := min(renewMargin, max(exp.Sub(now), 0)/2)
 	refreshAt := exp.Add(-margin)
-	if earliest := now.Add(minTokenUse); refreshAt.Before(earliest) {
-		refreshAt = earliest
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tok != "" && s.tok != tok {

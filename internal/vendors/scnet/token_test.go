@@ -68,7 +68,8 @@ type akFixture struct {
 func newAKFixture(t *testing.T) *akFixture {
 	t.Helper()
 	f := &akFixture{server: newServer(t), clk: &clock{t: time.Unix(vecTS, 0)}, lifetime: time.Hour}
-	f.token = nil // checked per handler
+	f.token = nil      // checked per handler
+	f.date = f.clk.Now // the server shares the client's clock: no skew
 	f.startReply = func(string) string { return okTrue }
 	f.handle("/api/user/v3/tokens", func(w http.ResponseWriter, r *http.Request) {
 		ts := strconv.FormatInt(f.clk.Now().Unix(), 10)
