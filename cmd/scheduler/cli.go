@@ -187,6 +187,9 @@ func (e env) cmdRun(args []string) int {
 	opts := daemon.Options{ConfigPath: *cfg, Log: log, Watch: true,
 		Ready:    func(st daemon.Status) { n.Ready(st.String()) },
 		OnReload: func(phase string, st daemon.Status) { n.Reload(phase, st.String()) },
+		// The audit log stopped or started writing: STATUS= says so now,
+		// not at the next periodic refresh.
+		OnAudit: func(st daemon.Status) { _ = service.Status(st.String()) },
 		Started: func(d *daemon.Daemon) {
 			served.Go(func() { n.Serve(e.ctx, d.Health, func() string { return d.Status().String() }) })
 		},
@@ -379,9 +382,24 @@ func (e env) cmdDemo(args []string) int {
 		return exitFailed
 	}
 	path := filepath.Join(*dir, "demo.yaml")
-	if err := os.WriteFile(path, configs.Demo, 0o600); err != nil {
+	// An existing demo.yaml is the user's (perhaps edited) schedule: run
+	// it, never overwrite it.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case errors.Is(err, os.ErrExist):
+		fmt.Fprintf(e.stdout, "scheduler demo: keeping the schedule already in %s (delete it to start from the demo schedule)\n", path)
+	case err != nil:
 		fmt.Fprintln(e.stderr, "scheduler demo:", err)
 		return exitFailed
+	default:
+		_, err = f.Write(configs.Demo)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			fmt.Fprintln(e.stderr, "scheduler demo:", err)
+			return exitFailed
+		}
 	}
 	fmt.Fprintf(e.stdout, "scheduler demo: schedule %s\n  audit log: %s\n  edit the schedule and send SIGHUP to reload; Ctrl-C to stop\n",
 		path, filepath.Join(*dir, "audit.jsonl"))

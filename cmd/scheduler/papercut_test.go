@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -97,5 +98,35 @@ jobs:
 	code, _, stderr := runCLI(t, "validate", "--config", path)
 	if code != exitOK || !strings.Contains(stderr, "WARNING: accounts.n: insecure_http: true") {
 		t.Errorf("validate: exit %d, stderr %q; want valid with a warning", code, stderr)
+	}
+}
+
+// TestDemoKeepsAnEditedSchedule: `demo --dir` on a folder that already has
+// demo.yaml runs the schedule found there instead of overwriting the
+// user's edits.
+func TestDemoKeepsAnEditedSchedule(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/demo.yaml"
+	code, _, errOut := runCLI(t, "demo", "--for", "1s", "--dir", dir)
+	if code != exitOK {
+		t.Fatalf("first demo: exit %d\n%s", code, errOut)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := append([]byte("# my edit\n"), b...)
+	if err := os.WriteFile(path, edited, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "demo", "--for", "1s", "--dir", dir)
+	if code != exitOK {
+		t.Fatalf("second demo: exit %d\n%s", code, errOut)
+	}
+	if now, _ := os.ReadFile(path); string(now) != string(edited) {
+		t.Errorf("demo overwrote the edited %s", path)
+	}
+	if !strings.Contains(out, "keeping the schedule already in") {
+		t.Errorf("demo output %q; want it to say it kept the existing schedule", out)
 	}
 }

@@ -54,6 +54,9 @@ type Options struct {
 	Started func(*Daemon)
 	// Watch makes the daemon reload by itself when the config file changes.
 	Watch bool
+	// OnAudit, if set, is called with the status when the audit log stops
+	// writing (a full disk) and when it writes again (systemd STATUS=).
+	OnAudit func(Status)
 	// AuditWrite, AuditRetryInitial and AuditRetryMax are passed to the
 	// audit log (audit.Options): tests inject a full disk with AuditWrite.
 	AuditWrite                       func(*os.File, []byte) (int, error)
@@ -213,6 +216,11 @@ func (d *Daemon) watchAudit() {
 	case h.OK && was:
 		d.log.Warn().Str("audit", d.audit.Path()).Uint64("write_errors", h.WriteErrors).
 			Msg("the audit log writes again; the refused fires are audited as audit_failed")
+	default:
+		return
+	}
+	if d.opts.OnAudit != nil {
+		d.opts.OnAudit(d.Status())
 	}
 }
 

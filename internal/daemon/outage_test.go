@@ -40,7 +40,13 @@ jobs:
 		}
 		return f.Write(b)
 	}
-	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), AuditWrite: write, AuditRetryInitial: 20 * time.Millisecond, AuditRetryMax: 50 * time.Millisecond})
+	old := heartbeatEvery
+	heartbeatEvery = 20 * time.Millisecond // the heartbeat notices the outage's edges
+	t.Cleanup(func() { heartbeatEvery = old })
+	var statuses atomic.Value
+	statuses.Store("")
+	onAudit := func(st Status) { statuses.Store(statuses.Load().(string) + st.String() + "\n") }
+	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), AuditWrite: write, AuditRetryInitial: 20 * time.Millisecond, AuditRetryMax: 50 * time.Millisecond, OnAudit: onAudit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +79,10 @@ jobs:
 		t.Errorf("status line after the outage = %q", st)
 	}
 	waitUntil(t, "a fire after the outage", func() bool { return count(audit.EventAttempt, audit.OutcomeSuccess) > before })
+	waitUntil(t, "both edges told", func() bool { return strings.Count(statuses.Load().(string), "\n") >= 2 })
+	if lines := strings.Split(statuses.Load().(string), "\n"); !strings.Contains(lines[0], "AUDIT LOG NOT WRITABLE") || strings.Contains(lines[1], "AUDIT") {
+		t.Errorf("OnAudit statuses = %q; want the outage, then a clean line", lines)
+	}
 	if n := count(audit.EventAuditFailed, audit.OutcomeFailure); n < 1 {
 		t.Errorf("%d audit_failed records for the refused fires; want at least 1", n)
 	}
