@@ -1,7 +1,10 @@
 package main
 
 import (
+	"io/fs"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -128,5 +131,36 @@ func TestDemoKeepsAnEditedSchedule(t *testing.T) {
 	}
 	if !strings.Contains(out, "keeping the schedule already in") {
 		t.Errorf("demo output %q; want it to say it kept the existing schedule", out)
+	}
+}
+
+// TestLogDurationKeysCarryUnit: zerolog writes a Dur field as a bare
+// number of milliseconds, so its key must say so (`lag_ms`); a reader of
+// the JSON log cannot guess the unit of `lag: 12.9`.
+func TestLogDurationKeysCarryUnit(t *testing.T) {
+	re := regexp.MustCompile(`\.Dur\("([^"]*)"`)
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != "../.." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range re.FindAllSubmatch(b, -1) {
+			if !strings.HasSuffix(string(m[1]), "_ms") {
+				t.Errorf("%s: log field %q is a duration in milliseconds; name it %s_ms", path, m[1], m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1049,6 +1049,16 @@ func (l *Log) retryLoop(stop <-chan struct{}, done chan<- struct{}) {
 // tryResume makes one attempt to end the outage; it reports whether the
 // outage is over (or the log closed).
 func (l *Log) tryResume() bool {
+	// The records written late reach the subscribers (metrics,
+	// notifications: audit_failed) once the log's lock is released.
+	var late []Record
+	defer func() {
+		if subs := l.subs.Load(); subs != nil && len(late) > 0 {
+			for _, fn := range *subs {
+				fn(late, nil)
+			}
+		}
+	}()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for {
@@ -1060,7 +1070,7 @@ func (l *Log) tryResume() bool {
 		refused, dropped, cause, since, failures := l.refused, l.dropped, l.err, l.failSince, l.failures
 		l.flushing = true
 		l.mu.Unlock()
-		err := l.resume(refused, dropped, cause, since, failures)
+		recs, err := l.resume(refused, dropped, cause, since, failures)
 		l.mu.Lock()
 		l.flushing = false
 		l.cond.Broadcast()
@@ -1070,6 +1080,7 @@ func (l *Log) tryResume() bool {
 			l.writeErrors++
 			return false
 		}
+		late = append(late, recs...)
 		l.tailSeq, l.tailHash = l.seq, l.hash
 		l.refused = l.refused[len(refused):]
 		l.dropped -= dropped
@@ -1087,24 +1098,24 @@ func (l *Log) tryResume() bool {
 // record that names the outage and the cut, and the refused records, late.
 // An intent refused (a run record) is written as event audit_failed: the
 // fire was refused and no vendor call was made.
-func (l *Log) resume(refused [][]byte, dropped int, cause error, since time.Time, failures int) error {
+func (l *Log) resume(refused [][]byte, dropped int, cause error, since time.Time, failures int) ([]Record, error) {
 	cut := ""
 	if l.lock != nil {
 		fi, err := l.f.Stat()
 		if err != nil {
-			return fmt.Errorf("audit: stat %s: %w", l.path, err)
+			return nil, fmt.Errorf("audit: stat %s: %w", l.path, err)
 		}
 		if n := fi.Size() - l.goodSize; n > 0 {
 			b := make([]byte, n)
 			if _, err := l.f.ReadAt(b, l.goodSize); err != nil {
-				return fmt.Errorf("audit: read the unfinished write of %s: %w", l.path, err)
+				return nil, fmt.Errorf("audit: read the unfinished write of %s: %w", l.path, err)
 			}
 			sum := sha256.Sum256(b)
 			if err := l.f.Truncate(l.goodSize); err != nil {
-				return fmt.Errorf("audit: cut the unfinished write off %s: %w", l.path, err)
+				return nil, fmt.Errorf("audit: cut the unfinished write off %s: %w", l.path, err)
 			}
 			if err := l.sync(l.f); err != nil {
-				return fmt.Errorf("audit: fsync %s: %w", l.path, err)
+				return nil, fmt.Errorf("audit: fsync %s: %w", l.path, err)
 			}
 			cut = fmt.Sprintf("; the failed write had left %d bytes (sha256 %s) after offset %d, lines of records refused here and written again below: they were cut",
 				n, hex.EncodeToString(sum[:]), l.goodSize)
@@ -1121,14 +1132,16 @@ func (l *Log) resume(refused [][]byte, dropped int, cause error, since time.Time
 			since.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), failures, len(refused), note, cut)}
 	hb, err := json.Marshal(head)
 	if err != nil {
-		return fmt.Errorf("audit: encode record: %w", err)
+		return nil, fmt.Errorf("audit: encode record: %w", err)
 	}
 	bodies := make([][]byte, 0, len(refused)+1)
 	bodies = append(bodies, hb)
+	recs := make([]Record, 0, len(refused)+1)
+	recs = append(recs, head)
 	for _, b := range refused {
 		var r Record
 		if err := json.Unmarshal(b, &r); err != nil {
-			return fmt.Errorf("audit: decode a refused record: %w", err)
+			return nil, fmt.Errorf("audit: decode a refused record: %w", err)
 		}
 		if r.Event == EventRun {
 			r.Event, r.Outcome = EventAuditFailed, OutcomeFailure
@@ -1139,9 +1152,13 @@ func (l *Log) resume(refused [][]byte, dropped int, cause error, since time.Time
 		r.Error = strings.TrimSpace(r.Error)
 		nb, err := json.Marshal(r)
 		if err != nil {
-			return fmt.Errorf("audit: encode record: %w", err)
+			return nil, fmt.Errorf("audit: encode record: %w", err)
 		}
 		bodies = append(bodies, nb)
+		recs = append(recs, r)
 	}
-	return l.commit(bodies)
+	if err := l.commit(bodies); err != nil {
+		return nil, err
+	}
+	return recs, nil
 }

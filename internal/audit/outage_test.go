@@ -48,6 +48,16 @@ func TestFullDiskRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	var published atomic.Value // the events subscribers saw written
+	published.Store("")
+	l.Subscribe(func(rs []Record, err error) {
+		if err != nil {
+			return
+		}
+		for _, r := range rs {
+			published.Store(published.Load().(string) + r.Event + " ")
+		}
+	})
 	if err := l.Append(Record{Event: EventReload, Detail: "before"}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +103,9 @@ func TestFullDiskRecovers(t *testing.T) {
 	}
 	if late.Job != "other" || late.Outcome != OutcomeSuccess || !strings.Contains(late.Detail, "written late") {
 		t.Errorf("refused attempt = %+v; want it written late as it was", late)
+	}
+	if got := published.Load().(string); got != "reload repair audit_failed attempt reload " {
+		t.Errorf("subscribers saw %q written; want the late records too", got)
 	}
 	if r, err := Verify(path); err != nil || r.Records != 5 {
 		t.Errorf("Verify = %+v, %v; want 5 good records", r, err)
