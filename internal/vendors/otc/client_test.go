@@ -134,6 +134,7 @@ func (f *fakeCloud) serveIAM(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	w.Header().Set("X-Subject-Token", tok)
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Date", f.clock.Now().UTC().Format(http.TimeFormat)) // IAM's clock is the client's here
 	w.WriteHeader(http.StatusCreated)
 	fmt.Fprintf(w, `{"token":{"expires_at":%q,"issued_at":%q,"project":{"id":%q}}}`,
 		f.clock.Now().Add(f.tokenTTL).Format("2006-01-02T15:04:05.000000Z"),

@@ -35,7 +35,7 @@ type tokenSource struct {
 
 	mu       sync.Mutex
 	token    string
-	expires  time.Time
+	renewAt  time.Time // when the token is replaced, on our clock (see vendors.RenewAt)
 	inflight *tokenFetch
 }
 
@@ -47,12 +47,14 @@ type tokenFetch struct {
 }
 
 // get returns a valid token, fetching one when none is cached or the cached
-// one is within tokenMargin of expiry. op names the caller's operation in
-// errors.
+// one is within tokenMargin of its expiry (half its lifetime, for a token
+// that lives less than twice tokenMargin). expires_at is on IAM's clock;
+// the answer's Date header puts it on ours. op names the caller's
+// operation in errors.
 func (ts *tokenSource) get(ctx context.Context, op string) (string, error) {
 	for {
 		ts.mu.Lock()
-		if ts.token != "" && ts.now().Before(ts.expires.Add(-tokenMargin)) {
+		if ts.token != "" && ts.now().Before(ts.renewAt) {
 			tok := ts.token
 			ts.mu.Unlock()
 			return tok, nil
@@ -62,10 +64,10 @@ func (ts *tokenSource) get(ctx context.Context, op string) (string, error) {
 			f = &tokenFetch{done: make(chan struct{})}
 			ts.inflight = f
 			ts.mu.Unlock()
-			tok, exp, err := ts.fetch(ctx, op)
+			tok, renewAt, err := ts.fetch(ctx, op)
 			ts.mu.Lock()
 			if err == nil {
-				ts.token, ts.expires = tok, exp
+				ts.token, ts.renewAt = tok, renewAt
 			}
 			f.token, f.err = tok, err
 			ts.inflight = nil
@@ -97,7 +99,7 @@ func (ts *tokenSource) invalidate(tok string) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if ts.token == tok {
-		ts.token, ts.expires = "", time.Time{}
+		ts.token, ts.renewAt = "", time.Time{}
 	}
 }
 
@@ -185,13 +187,14 @@ func (ts *tokenSource) fetch(ctx context.Context, op string) (string, time.Time,
 			ExpiresAt string `json:"expires_at"`
 		} `json:"token"`
 	}
-	exp := ts.now().Add(tokenFallbackTTL)
+	now := ts.now()
+	exp := now.Add(tokenFallbackTTL)
 	if json.Unmarshal(rbody, &out) == nil {
 		if t, err := time.Parse(time.RFC3339Nano, out.Token.ExpiresAt); err == nil {
-			exp = t
+			exp = t.Add(-vendors.ServerSkew(resp.Header, now))
 		}
 	}
-	return tok, exp, nil
+	return tok, vendors.RenewAt(now, exp, tokenMargin), nil
 }
 
 // redact removes the username and password from an IAM message.

@@ -464,7 +464,7 @@ func (c *Client) send(ctx context.Context, r request) (*envelope, int, class, er
 	code := string(env.Code)
 	cls := classify(resp.StatusCode, code)
 	if cls == success {
-		env.skew = serverSkew(resp.Header, c.now())
+		env.skew = vendors.ServerSkew(resp.Header, c.now())
 		return &env, resp.StatusCode, success, nil
 	}
 	e := &vendors.Error{
@@ -482,19 +482,6 @@ func (c *Client) send(ctx context.Context, r request) (*envelope, int, class, er
 		}
 	}
 	return nil, resp.StatusCode, cls, e
-}
-
-// serverSkew judges the server's clock minus ours from an answer's Date
-// header, received at now; 0 without a readable one. Date has whole
-// seconds and was stamped before the answer left: the server's clock is
-// taken to be a second ahead of it, so a token is renewed early rather
-// than late.
-func serverSkew(h http.Header, now time.Time) time.Duration {
-	d, err := http.ParseTime(h.Get("Date"))
-	if err != nil {
-		return 0
-	}
-	return d.Add(time.Second).Sub(now)
 }
 
 // malformed is the error for a success envelope whose data cannot be read.

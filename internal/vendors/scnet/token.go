@@ -209,8 +209,7 @@ func (s *tokenSource) set(tok string, skew time.Duration) {
 	} else {
 		exp = now.Add(unknownTTL)
 	}
-	margin := min(renewMargin, max(exp.Sub(now), 0)/2)
-	refreshAt := exp.Add(-margin)
+	refreshAt := vendors.RenewAt(now, exp, renewMargin)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.tok != "" && s.tok != tok {
