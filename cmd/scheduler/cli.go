@@ -46,6 +46,10 @@ Usage:
   scheduler plan     --config PATH [--week] [--from RFC3339] [--json] [--svg FILE]
                                                the coming day or week: windows' edges, jobs'
                                                fires, holidays, DST days, overrides, savings
+  scheduler override set WINDOW [--target ID] --state on|off (--until RFC3339 | --for DUR)
+  scheduler override list | clear WINDOW [--target ID]
+                                               hold a window or target on or off for a while
+                                               on the running daemon
   scheduler demo     [--for DURATION]          the daemon on the demo schedule against
                                                the embedded emulated cloud; no credentials
   scheduler audit    [--config PATH | --path P] [--job NAME] [--since T] [--outcome O] [--json] | verify | repair
@@ -83,6 +87,8 @@ func run(ctx context.Context, reload <-chan struct{}, args []string, stdout, std
 		return e.cmdTrigger(rest)
 	case "plan":
 		return e.cmdPlan(rest)
+	case "override":
+		return e.cmdOverride(rest)
 	case "demo":
 		return e.cmdDemo(rest)
 	case "audit":

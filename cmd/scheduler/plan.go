@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/cloudcron/scheduler/internal/control"
+	"github.com/cloudcron/scheduler/internal/daemon"
 	"github.com/cloudcron/scheduler/internal/plan"
 	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/window"
@@ -70,5 +73,21 @@ func (e env) cmdPlan(args []string) int {
 }
 
 // planOverrides returns the overrides the running daemon holds, or none
-// when it is not running (the plan then says what the schedule alone does).
-func (e env) planOverrides(*schedule.Config) []window.Override { return nil }
+// when it is not running (the plan then says what the schedule alone does,
+// and a note on stderr says so).
+func (e env) planOverrides(c *schedule.Config) []window.Override {
+	cl, err := control.Dial(c.State.Dir)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "scheduler plan: no running daemon to ask for overrides; planning the schedule alone")
+		return nil
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	var out daemon.OverrideList
+	if err := cl.Get(ctx, "/v1/overrides", &out); err != nil {
+		fmt.Fprintln(e.stderr, "scheduler plan: overrides not read from the running daemon:", err)
+		return nil
+	}
+	return out.Overrides
+}

@@ -61,6 +61,11 @@ type Options struct {
 	// audit log (audit.Options): tests inject a full disk with AuditWrite.
 	AuditWrite                       func(*os.File, []byte) (int, error)
 	AuditRetryInitial, AuditRetryMax time.Duration
+
+	// Tests: windowCheck shortens each window's check_every; windowPass is
+	// called after each reconcile pass with its reason.
+	windowCheck func(*schedule.Window) time.Duration
+	windowPass  func(reason string)
 	// Sinks receive the record stream after the daemon's own (the status
 	// tracker, metrics, notifications): every batch of audit records, once
 	// durable, in log order (see internal/observe).
@@ -110,6 +115,7 @@ type Daemon struct {
 	hub       *observe.Hub     // the record stream's fan-out (observe.go)
 	tracker   *observe.Tracker // what the status says about jobs
 	control   *control.Server  // <state.dir>/control.sock; nil if it could not open
+	windows   *reconciler      // keeps windows' targets in their desired state (windows.go)
 	started   time.Time
 	stopClock chan struct{}
 	clockDone chan struct{}
@@ -386,6 +392,7 @@ func Start(opts Options) (*Daemon, error) {
 		defer close(d.clockDone)
 		d.watchClock(d.stopClock)
 	}()
+	d.startWindows()
 	d.startControl(cfg.State.Dir)
 	st := d.Status()
 	log.Info().Str("config", opts.ConfigPath).Int("jobs", len(cfg.Jobs)).Str("audit", cfg.Audit.Path).
@@ -722,6 +729,7 @@ func (d *Daemon) Reload(force bool) {
 	diff := fmt.Sprintf("added [%s] removed [%s] changed [%s] unchanged %d",
 		strings.Join(added, " "), strings.Join(removed, " "), strings.Join(changed, " "), len(kept))
 	d.log.Info().Strs("added", added).Strs("removed", removed).Strs("changed", changed).Int("unchanged", len(kept)).Msg("config reloaded")
+	d.windows.poke(passReload)
 	d.appendReload("success", diff)
 }
 
@@ -780,7 +788,8 @@ func (d *Daemon) Status() Status {
 func (d *Daemon) Shutdown() error {
 	d.log.Info().Dur("grace_ms", d.opts.Grace).Msg("shutting down: no new fires; waiting for in-flight calls")
 	close(d.stopClock)
-	<-d.clockDone // no catch-up starts after this
+	<-d.clockDone    // no catch-up starts after this
+	d.windows.halt() // no pass starts after this
 	stopped := d.runner.Stop()
 	timer := time.NewTimer(d.opts.Grace)
 	defer timer.Stop()
@@ -798,6 +807,7 @@ func (d *Daemon) Shutdown() error {
 	case <-time.After(5 * time.Second):
 	}
 	d.cancel()
+	d.windows.wait()
 	if cerr := d.stopControl(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}

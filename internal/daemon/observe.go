@@ -40,6 +40,9 @@ func (d *Daemon) startControl(stateDir string) {
 func (d *Daemon) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/status", d.handleStatus)
 	mux.HandleFunc("POST /v1/trigger", d.handleTrigger)
+	mux.HandleFunc("GET /v1/overrides", d.handleOverrideList)     // overrides.go
+	mux.HandleFunc("POST /v1/overrides", d.handleOverrideSet)     // overrides.go
+	mux.HandleFunc("DELETE /v1/overrides", d.handleOverrideClear) // overrides.go
 }
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
@@ -81,6 +84,7 @@ func (d *Daemon) Snapshot() observe.Status {
 		st.Jobs = append(st.Jobs, oj)
 	}
 	d.mu.Unlock()
+	d.fillWindows(&st, cfg)
 	d.tracker.Fill(&st)
 	st.Ready, st.Problem = d.ready(st.Problem)
 	return st
