@@ -439,6 +439,9 @@ func summarize(w io.Writer, path string) {
 			continue
 		}
 		k := key{r.Job, r.Outcome}
+		if r.Event == "reconcile" && r.Outcome == "" { // a window's correction, before its attempts
+			k.outcome = "reconcile"
+		}
 		if _, seen := counts[key{r.Job, ""}]; !seen {
 			counts[key{r.Job, ""}] = 0
 			jobs = append(jobs, r.Job)
@@ -449,7 +452,7 @@ func summarize(w io.Writer, path string) {
 	fmt.Fprintf(w, "\naudit log %s: %d records\n", path, len(recs))
 	for _, j := range jobs {
 		var parts []string
-		for _, o := range []string{"success", "retry", "failure", "skipped", "missed", "unknown"} {
+		for _, o := range []string{"reconcile", "success", "retry", "failure", "skipped", "missed", "unknown"} {
 			if n := counts[key{j, o}]; n > 0 {
 				parts = append(parts, fmt.Sprintf("%s=%d", o, n))
 			}

@@ -42,7 +42,7 @@ var (
 	otcAuths     = []string{"aksk", "iam"}
 	otcAPIs      = []string{"demanager", "notebooks"}
 	overlaps     = []string{"skip", "queue", "allow"}
-	faultKinds   = []string{"unavailable", "throttle", "delay", "drop", "reject"}
+	faultKinds   = []string{"unavailable", "throttle", "delay", "drop", "reject", "manual_stop"}
 	projectIDRe  = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
 	catalogNames = func() []string {
 		var s []string
@@ -692,6 +692,10 @@ func (v *validator) checkFaults(name string, a *Account) {
 			}
 		}
 		p := child(base, "delay")
+		if f.Kind == "manual_stop" {
+			v.checkManualStop(base, f)
+			continue
+		}
 		switch {
 		case f.Kind == "delay" && !v.bad(p) && (f.Delay == nil || f.Delay.D() == 0):
 			if v.set(p) {
@@ -702,7 +706,7 @@ func (v *validator) checkFaults(name string, a *Account) {
 		case f.Kind == "delay" && f.Delay.D() < 0:
 			v.errAt(p, "negative duration %s; must be greater than 0", f.Delay.D())
 		case f.Kind != "delay" && v.set(p):
-			v.errKey(p, "delay applies to kind delay only")
+			v.errKey(p, "delay applies to kind delay or manual_stop only")
 		}
 	}
 }

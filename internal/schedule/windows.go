@@ -467,3 +467,32 @@ func (v *validator) users() string {
 	}
 	return "job"
 }
+
+// manualStopActions are the actions a manual_stop fault accepts (the
+// emulator's ManualStopActions).
+var manualStopActions = []string{"dataforest.app.stop", "modelarts.notebook.stop", "scnet.notebook.stop"}
+
+// checkManualStop checks a sandbox fault of kind manual_stop: the emulated
+// cloud stops a running target by itself every delay (a demo of drift).
+func (v *validator) checkManualStop(base string, f Fault) {
+	const fix = "a manual_stop fault needs action (a stop action: dataforest.app.stop, modelarts.notebook.stop or scnet.notebook.stop), target and delay, e.g. {target: ID, action: modelarts.notebook.stop, kind: manual_stop, delay: 2m}"
+	if v.need(base, "action", f.Action == "", fix) && !slices.Contains(manualStopActions, f.Action) {
+		v.errAt(child(base, "action"), "kind manual_stop needs a stop action; %s", fix)
+	}
+	v.need(base, "target", f.Target == "", fix)
+	p := child(base, "delay")
+	switch {
+	case v.bad(p):
+	case f.Delay == nil || f.Delay.D() == 0:
+		if v.set(p) {
+			v.errAt(p, "must be greater than 0 for kind manual_stop")
+		} else {
+			v.need(base, "delay", true, fix)
+		}
+	case f.Delay.D() < 0:
+		v.errAt(p, "negative duration %s; must be greater than 0", f.Delay.D())
+	}
+	if p := child(base, "retry_after"); v.set(p) {
+		v.errKey(p, "retry_after applies to kind throttle or unavailable only")
+	}
+}

@@ -164,3 +164,26 @@ func TestWindowNameClashesWithJob(t *testing.T) {
 		t.Fatalf("Load error = %v; want the clash named at windows[0].name", err)
 	}
 }
+
+func TestManualStopFault(t *testing.T) {
+	win := "windows:\n  - name: nb\n    account: lab\n    resource: modelarts.notebook\n    targets: [nb-1]\n    on: [{days: \"*\", from: \"00:00\", to: \"24:00\"}]\n"
+	with := func(fault string) string {
+		return strings.Replace(windowsBase, "  lab: {vendor: sandbox}\n", "  lab:\n    vendor: sandbox\n    faults: ["+fault+"]\n", 1) + win
+	}
+	if _, err := Load("w.yaml", []byte(with("{target: nb-1, action: modelarts.notebook.stop, kind: manual_stop, delay: 25s}")), Options{Anchor: windowsAnchor}); err != nil {
+		t.Fatalf("a manual_stop fault on a window's target: %v", err)
+	}
+	for _, tc := range []struct{ fault, path, msg string }{
+		{"{target: nb-1, action: modelarts.notebook.stop, kind: manual_stop}", "accounts.lab.faults[0].delay", "needs action"},
+		{"{target: nb-1, action: modelarts.notebook.start, kind: manual_stop, delay: 5s}", "accounts.lab.faults[0].action", "needs a stop action"},
+		{"{action: modelarts.notebook.stop, kind: manual_stop, delay: 5s}", "accounts.lab.faults[0].target", "missing"},
+	} {
+		_, err := Load("w.yaml", []byte(with(tc.fault)), Options{Anchor: windowsAnchor})
+		if err == nil {
+			t.Fatalf("fault %s: no error", tc.fault)
+		}
+		if fe := problemsOf(t, err)[0]; fe.Path != tc.path || !strings.Contains(fe.Msg, tc.msg) {
+			t.Errorf("fault %s: error %v; want %s: …%s…", tc.fault, err, tc.path, tc.msg)
+		}
+	}
+}

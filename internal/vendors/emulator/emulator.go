@@ -232,6 +232,10 @@ func (c *Cloud) Handler() http.Handler { return http.HandlerFunc(c.serveHTTP) }
 
 // Inject adds a fault. Faults are matched in the order they were injected.
 func (c *Cloud) Inject(f Fault) {
+	if f.Kind == FaultManualStop {
+		c.startManualStop(f)
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.faults = append(c.faults, &f)
