@@ -339,7 +339,7 @@ func (r *reconciler) read(p *plan, w *schedule.Window, target string) {
 	}
 	st.retryAt = now.Add(st.backoff)
 	if problem != "" {
-		r.d.log.Warn().Str("window", w.Name).Str("target", target).Str("problem", problem).Dur("reread_in", st.backoff).Msg("window target not judged; reading again later")
+		r.d.log.Warn().Str("window", w.Name).Str("target", target).Str("problem", problem).Dur("reread_in_ms", st.backoff).Msg("window target not judged; reading again later")
 	}
 }
 
