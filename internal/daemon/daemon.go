@@ -116,6 +116,10 @@ type Daemon struct {
 	tracker   *observe.Tracker // what the status says about jobs
 	control   *control.Server  // <state.dir>/control.sock; nil if it could not open
 	windows   *reconciler      // keeps windows' targets in their desired state (windows.go)
+	metrics   *observe.Metrics
+	httpMu    sync.Mutex
+	http      *observe.Server // http.listen; nil when absent or not bound
+	httpAddr  string          // the http.listen it was started for
 	started   time.Time
 	stopClock chan struct{}
 	clockDone chan struct{}
@@ -394,6 +398,7 @@ func Start(opts Options) (*Daemon, error) {
 	}()
 	d.startWindows()
 	d.startControl(cfg.State.Dir)
+	d.setHTTP(cfg.HTTP)
 	st := d.Status()
 	log.Info().Str("config", opts.ConfigPath).Int("jobs", len(cfg.Jobs)).Str("audit", cfg.Audit.Path).
 		Str("next", st.String()).Msg("scheduler started")
@@ -731,6 +736,7 @@ func (d *Daemon) Reload(force bool) {
 	d.log.Info().Strs("added", added).Strs("removed", removed).Strs("changed", changed).Int("unchanged", len(kept)).Msg("config reloaded")
 	d.windows.poke(passReload)
 	d.appendReload("success", diff)
+	d.setHTTP(cfg.HTTP)
 }
 
 func (d *Daemon) appendReload(outcome, detail string) {

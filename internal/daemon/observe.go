@@ -9,16 +9,66 @@ import (
 
 	"github.com/cloudcron/scheduler/internal/control"
 	"github.com/cloudcron/scheduler/internal/observe"
+	"github.com/cloudcron/scheduler/internal/schedule"
 )
 
 // startObserve builds the record stream's fan-out and subscribes it to the
 // audit log: every durable record reaches the sinks from here on.
 func (d *Daemon) startObserve() {
 	d.tracker = observe.NewTracker()
-	sinks := []observe.Sink{d.tracker}
+	d.metrics = observe.NewMetrics(Version())
+	d.metrics.Loaded(d.started)
+	d.metrics.SetStatus(d.Snapshot)
+	sinks := []observe.Sink{d.tracker, d.metrics}
 	sinks = append(sinks, d.opts.Sinks...)
 	d.hub = observe.NewHub(sinks...)
 	d.audit.Subscribe(d.hub.Publish)
+}
+
+// Metrics returns the daemon's Prometheus metrics, for what feeds them
+// outside the record stream (the window reconciler's AddSavedHours).
+func (d *Daemon) Metrics() *observe.Metrics { return d.metrics }
+
+// setHTTP starts, moves or stops the optional listener to match cfg. A
+// listener that cannot bind is logged; the daemon fires its schedule
+// anyway.
+func (d *Daemon) setHTTP(cfg schedule.HTTPConfig) {
+	d.httpMu.Lock()
+	defer d.httpMu.Unlock()
+	if cfg.Listen != "" && !cfg.Loopback() {
+		d.log.Warn().Str("listen", cfg.Listen).
+			Msg("http.listen is not a loopback address (allow_non_loopback: true): the status page and /api/v1/status name accounts and targets to anyone who can reach it")
+	}
+	if d.http != nil && cfg.Listen == d.httpAddr {
+		return
+	}
+	if d.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.http.Close(ctx)
+		cancel()
+		d.log.Info().Str("listen", d.httpAddr).Msg("http listener stopped")
+		d.http, d.httpAddr = nil, ""
+	}
+	if cfg.Listen == "" {
+		return
+	}
+	srv, err := observe.Listen(cfg.Listen, observe.Source{Status: d.Snapshot, Live: d.Health, Metrics: d.metrics})
+	if err != nil {
+		d.log.Error().Err(err).Msg("http listener not started: no /metrics or status page until the next reload or restart")
+		return
+	}
+	d.http, d.httpAddr = srv, cfg.Listen
+	d.log.Info().Str("listen", srv.Addr()).Msg("http listener: /metrics /livez /readyz /api/v1/status and the status page at /")
+}
+
+// HTTPAddr returns the address the optional listener is bound to, or "".
+func (d *Daemon) HTTPAddr() string {
+	d.httpMu.Lock()
+	defer d.httpMu.Unlock()
+	if d.http == nil {
+		return ""
+	}
+	return d.http.Addr()
 }
 
 // startControl serves the control routes on <state.dir>/control.sock. A
@@ -49,9 +99,10 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	control.WriteJSON(w, http.StatusOK, d.Snapshot())
 }
 
-// stopControl closes the control socket and removes it, letting requests
+// stopControl stops the HTTP listener and closes the control socket and removes it, letting requests
 // in progress finish for up to 5 seconds.
 func (d *Daemon) stopControl() error {
+	d.setHTTP(schedule.HTTPConfig{})
 	if d.control == nil {
 		return nil
 	}

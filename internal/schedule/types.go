@@ -22,6 +22,8 @@ type Config struct {
 	Accounts map[string]*Account `yaml:"accounts"`
 	Jobs     []*Job              `yaml:"jobs"`
 	Windows  []*Window           `yaml:"windows"` // see windows.go
+	HTTP     HTTPConfig          `yaml:"http"`    // see observe.go
+	Notify   []*Notify           `yaml:"notify"`  // see observe.go
 
 	File string         `yaml:"-"` // the file name given to Load, used in messages
 	Loc  *time.Location `yaml:"-"` // Timezone loaded (UTC when empty)

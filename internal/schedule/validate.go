@@ -302,6 +302,7 @@ func (v *validator) run() {
 		}
 	}
 	v.checkWindows(names)
+	v.checkObserve()
 	for _, w := range c.Windows {
 		if w != nil {
 			used[w.Account] = true
