@@ -45,8 +45,9 @@ type Metrics struct {
 	auditErrors    prometheus.Counter
 	notifyFailures *prometheus.CounterVec
 
-	mu       sync.Mutex
-	lastRuns map[string]string // job → run id whose lag was observed
+	mu          sync.Mutex
+	lastRuns    map[string]string // job → run id whose lag was observed
+	runtimeOnce sync.Once
 }
 
 // NewMetrics registers the contract's metrics; status (may be nil until
@@ -80,9 +81,17 @@ func NewMetrics(version string) *Metrics {
 		Help: "Always 1; the labels name the build."}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(m.actions, m.duration, m.fireLag, m.vendorRequests, m.throttled, m.reconcile, m.savedHours,
-		m.reloadOK, m.reloadTime, m.auditErrors, m.notifyFailures, buildInfo,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.reloadOK, m.reloadTime, m.auditErrors, m.notifyFailures, buildInfo)
 	return m
+}
+
+// registerRuntime adds the Go and process collectors, once. Building the
+// Go collector costs tens of milliseconds, so it waits for the first
+// scrape rather than delaying the daemon's start.
+func (m *Metrics) registerRuntime() {
+	m.runtimeOnce.Do(func() {
+		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	})
 }
 
 // Registry returns the registry to serve (promhttp.HandlerFor).

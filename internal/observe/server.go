@@ -26,7 +26,11 @@ type Source struct {
 // /api/v1/status and the status page at /.
 func Handler(src Source) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(src.Metrics.Registry(), promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(src.Metrics.Registry(), promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		src.Metrics.registerRuntime()
+		metrics.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
 		if !src.Live() {
 			http.Error(w, "engine loop not alive", http.StatusServiceUnavailable)
