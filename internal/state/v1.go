@@ -141,6 +141,11 @@ func encodeV1(d *dataV1) ([]byte, error) {
 	return append(out, '\n'), err
 }
 
+// fsync makes f (a file or a folder) durable: (*os.File).Sync, replaced
+// in tests to observe or fail it. bbolt fsyncs state.db itself on every
+// commit (the store never sets NoSync).
+var fsync = (*os.File).Sync
+
 // writeFileSync writes b to path crash-safely: a temporary file in the
 // same folder, fsync, rename, fsync of the folder.
 func writeFileSync(path string, b []byte) error {
@@ -158,7 +163,7 @@ func writeFileSync(path string, b []byte) error {
 	if _, err := f.Write(b); err != nil {
 		return fail(err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := fsync(f); err != nil {
 		return fail(err)
 	}
 	if err := f.Close(); err != nil {
@@ -176,7 +181,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.Sync(); err != nil {
+	if err := fsync(d); err != nil {
 		d.Close()
 		return err
 	}
