@@ -315,31 +315,46 @@ func (d *Daemon) done(name string, scheduled time.Time) {
 // fires are caught up; after either kind the engine's timers are rebuilt
 // from the new wall time. Fires already done never run again (begin).
 func (d *Daemon) watchClock(stop <-chan struct{}) {
-	det := state.NewJumpDetector(state.DefaultJumpThreshold)
-	det.Observe(time.Now())
 	t := time.NewTicker(clockTick)
 	defer t.Stop()
+	base := time.Now()
+	d.watchReadings(stop, t.C, func() (time.Time, time.Duration) {
+		now := time.Now() // both clocks
+		return now, now.Sub(base)
+	})
+}
+
+// watchReadings takes a wall and a monotonic reading from read at start and
+// on every tick, and handles each jump between two readings.
+func (d *Daemon) watchReadings(stop <-chan struct{}, tick <-chan time.Time, read func() (time.Time, time.Duration)) {
+	det := state.NewJumpDetector(state.DefaultJumpThreshold)
+	det.ObserveReadings(read())
 	for {
 		select {
 		case <-stop:
 			return
-		case now := <-t.C:
-			j := det.Observe(time.Now())
-			if j.Kind == state.NoJump {
-				continue
+		case <-tick:
+			if j := det.ObserveReadings(read()); j.Kind != state.NoJump {
+				d.clockJumped(j)
 			}
-			_ = now
-			d.log.Warn().Str("kind", j.Kind.String()).Dur("skew_ms", j.Skew).Time("from", j.From).Time("to", j.To).
-				Msg("wall clock jumped; rebuilding timers")
-			d.mu.Lock()
-			cfg := d.plan.cfg
-			d.reregisterLocked()
-			d.mu.Unlock()
-			if j.Kind == state.JumpForward {
-				if err := d.catchUp(cfg, d.now(), nil); err != nil {
-					d.log.Error().Err(err).Msg("catch-up after a clock jump failed")
-				}
-			}
+		}
+	}
+}
+
+// clockJumped rebuilds every job's timer after a wall-clock jump and, after
+// a forward jump only, catches up the fires the jump skipped. After a
+// backward jump nothing is caught up: the fires coming round again are
+// refused by the run state (ShouldRun).
+func (d *Daemon) clockJumped(j state.Jump) {
+	d.log.Warn().Str("kind", j.Kind.String()).Dur("skew_ms", j.Skew).Time("from", j.From).Time("to", j.To).
+		Msg("wall clock jumped; rebuilding timers")
+	d.mu.Lock()
+	cfg := d.plan.cfg
+	d.reregisterLocked()
+	d.mu.Unlock()
+	if j.Kind == state.JumpForward {
+		if err := d.catchUp(cfg, d.now(), nil); err != nil {
+			d.log.Error().Err(err).Msg("catch-up after a clock jump failed")
 		}
 	}
 }
