@@ -63,9 +63,10 @@ type fakeCloud struct {
 	// respond answers the n-th (from 0) ModelArts request whose
 	// credentials were valid.
 	respond func(w http.ResponseWriter, r *http.Request, n int)
-	// iamHold, when set, holds the first token fetch until it is closed or
-	// the fetch's request is cancelled.
-	iamHold chan struct{}
+	// iamHold, when set (holdIAM), holds the first token fetch until it is
+	// closed (releaseIAM) or the fetch's request is cancelled.
+	iamHold     chan struct{}
+	releaseOnce sync.Once
 	// iamRespond, when set, answers token requests instead of issuing one.
 	iamRespond func(w http.ResponseWriter)
 	tokenTTL   time.Duration
@@ -603,7 +604,7 @@ func TestIAMTokenFetchedOnceAndCached(t *testing.T) {
 
 func TestIAMConcurrentCallsShareOneFetch(t *testing.T) {
 	f := newFakeCloud(t, respondWith(200, nil, `{"current_status":"STARTING"}`))
-	f.iamHold = make(chan struct{})
+	f.holdIAM(t)
 	c := f.client(t, AuthIAM, APIDEManager)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
@@ -615,7 +616,7 @@ func TestIAMConcurrentCallsShareOneFetch(t *testing.T) {
 	}
 	// One caller fetches, held by the server; the seven others wait on it.
 	waitCond(t, "seven callers waiting on one token fetch", func() bool { return c.tokenWaiters() == 7 })
-	close(f.iamHold)
+	f.releaseIAM()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -627,6 +628,16 @@ func TestIAMConcurrentCallsShareOneFetch(t *testing.T) {
 		t.Errorf("token fetches = %d; want 1", f.fetchCount())
 	}
 }
+
+// holdIAM makes the server hold the first token fetch until releaseIAM,
+// which also runs at cleanup, before the server closes (which waits for
+// its handlers).
+func (f *fakeCloud) holdIAM(t *testing.T) {
+	f.iamHold = make(chan struct{})
+	t.Cleanup(f.releaseIAM)
+}
+
+func (f *fakeCloud) releaseIAM() { f.releaseOnce.Do(func() { close(f.iamHold) }) }
 
 // tokenWaiters is how many callers wait on the token fetch in flight.
 func (c *Client) tokenWaiters() int {
@@ -825,7 +836,7 @@ func (k callKind) do(ctx context.Context, c *Client, id string) (vendors.Result,
 // not fail them: they fetch again under their own context.
 func TestIAMWaiterSurvivesCancelledFetcher(t *testing.T) {
 	f := newFakeCloud(t, respondWith(200, nil, `{"current_status":"STARTING"}`))
-	f.iamHold = make(chan struct{}) // A's fetch stays in flight until A gives up
+	f.holdIAM(t) // A's fetch stays in flight until A gives up
 	c := f.client(t, AuthIAM, APIDEManager)
 
 	ctxA, cancelA := context.WithCancel(context.Background())
