@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudcron/scheduler/internal/audit"
 	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/holiday"
 	"github.com/cloudcron/scheduler/internal/observe"
 	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/window"
@@ -203,6 +204,7 @@ func (r *reconciler) pass(reason string) (time.Time, bool) {
 	now := r.d.now()
 	order := windowOrder(cfg.Windows)
 	r.expireOverrides(now)
+	r.refreshCalendars(order)
 
 	// Which targets to read: all of them on start, reload and override
 	// changes; under enforce, all of a window at each check; otherwise
@@ -282,6 +284,24 @@ func (r *reconciler) pass(reason string) (time.Time, bool) {
 		r.correct(p, order, w, window.On, why, now)
 	}
 	return r.nextWake(cfg, order, now), true
+}
+
+// refreshCalendars re-reads the ICS holiday files that changed since the
+// last pass; a file that no longer parses keeps its last good days.
+func (r *reconciler) refreshCalendars(order []*schedule.Window) {
+	for _, w := range order {
+		f, ok := w.Spec.Holidays.(*holiday.File)
+		if !ok {
+			continue
+		}
+		changed, err := f.Refresh()
+		switch {
+		case err != nil:
+			r.d.log.Warn().Err(err).Str("window", w.Name).Msg("holiday calendar not re-read; keeping its last good days")
+		case changed:
+			r.d.log.Info().Str("window", w.Name).Str("calendar", f.Path()).Msg("holiday calendar changed; re-read")
+		}
+	}
 }
 
 // every is the window's check_every (shortened in tests).

@@ -386,3 +386,31 @@ func TestWindowOverrideExpires(t *testing.T) {
 		t.Fatalf("run state still holds %+v after expiry", left)
 	}
 }
+
+// An ICS holiday file is re-read when it changes: a day added to it turns
+// the window off at the next pass.
+func TestWindowICSReread(t *testing.T) {
+	monday10 := time.Date(2026, 6, 1, 10, 0, 0, 0, berlin)
+	dir := t.TempDir()
+	ics := filepath.Join(dir, "company.ics")
+	if err := os.WriteFile(ics, []byte("BEGIN:VEVENT\nDTSTART;VALUE=DATE:20261224\nEND:VEVENT\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	win := strings.Replace(nbWindow, "holidays: DE-BY", "holidays: {ics: company.ics}", 1)
+	w := startWindowsIn(t, dir, monday10, "", win)
+	cloud := w.cloud(t)
+	if got := cloud.State("modelarts.notebook.start", nbID); got != "RUNNING" {
+		t.Fatalf("notebook %s; want RUNNING", got)
+	}
+	if err := os.WriteFile(ics, []byte("BEGIN:VEVENT\nDTSTART;VALUE=DATE:20260601\nSUMMARY:Offsite\nEND:VEVENT\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.setNow(monday10.Add(10 * time.Minute)) // the next enforce check
+	w.pass(t, passTimer)
+	if got := cloud.State("modelarts.notebook.stop", nbID); got != "STOPPED" {
+		t.Fatalf("notebook %s after the ICS file made today a holiday; want STOPPED", got)
+	}
+	if rec := count(w.records(t), eventReconcile, "", nbID); len(rec) != 2 || !strings.Contains(rec[1].Detail, "holiday: Offsite") {
+		t.Fatalf("reconcile records = %+v; want the stop naming the holiday", rec)
+	}
+}
