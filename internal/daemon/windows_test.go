@@ -414,3 +414,36 @@ func TestWindowICSReread(t *testing.T) {
 		t.Fatalf("reconcile records = %+v; want the stop naming the holiday", rec)
 	}
 }
+
+// A reload that changes a window's periods acts at once: the new desired
+// state is reconciled by the pass the reload asks for.
+func TestWindowReload(t *testing.T) {
+	evening := time.Date(2026, 6, 1, 21, 0, 0, 0, berlin)
+	dir := t.TempDir()
+	w := startWindowsIn(t, dir, evening, "", nbWindow)
+	cloud := w.cloud(t)
+	if got := cloud.State("modelarts.notebook.start", nbID); got != "STOPPED" {
+		t.Fatalf("notebook %s in the evening; want STOPPED", got)
+	}
+	path := filepath.Join(dir, "scheduler.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := strings.Replace(string(data), `to: "19:00"`, `to: "23:00"`, 1)
+	if err := os.WriteFile(path, []byte(late), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.drain()
+	w.d.Reload(true)
+	if r := w.waitPass(t); r != passReload {
+		t.Fatalf("pass %q after the reload; want reload", r)
+	}
+	cloud = w.cloud(t) // a reload builds the sandbox account, and its emulated cloud, anew
+	if got := cloud.State("modelarts.notebook.start", nbID); got != "RUNNING" {
+		t.Fatalf("notebook %s after the reload made 21:00 on-hours; want RUNNING", got)
+	}
+	if rec := count(w.records(t), eventReconcile, "", nbID); len(rec) != 1 || !strings.HasSuffix(rec[0].Detail, "; reload") {
+		t.Fatalf("reconcile records = %+v; want one, for the reload", rec)
+	}
+}
