@@ -27,6 +27,7 @@ import (
 	"github.com/cloudcron/scheduler/internal/control"
 	"github.com/cloudcron/scheduler/internal/engine"
 	"github.com/cloudcron/scheduler/internal/executor"
+	"github.com/cloudcron/scheduler/internal/notify"
 	"github.com/cloudcron/scheduler/internal/observe"
 	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/secret"
@@ -117,6 +118,7 @@ type Daemon struct {
 	control   *control.Server  // <state.dir>/control.sock; nil if it could not open
 	windows   *reconciler      // keeps windows' targets in their desired state (windows.go)
 	metrics   *observe.Metrics
+	notifier  *notify.Notifier
 	httpMu    sync.Mutex
 	http      *observe.Server // http.listen; nil when absent or not bound
 	httpAddr  string          // the http.listen it was started for
@@ -343,12 +345,14 @@ func Start(opts Options) (*Daemon, error) {
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.startObserve()
+	d.setNotify(cfg)
 	fail := func(err error) (*Daemon, error) {
 		d.cancel()
 		d.waitIdle(nil)
 		p.close()
 		_ = al.Close()
 		_ = store.Close()
+		d.notifier.Close(context.Background())
 		d.hub.Close()
 		return nil, err
 	}
@@ -737,6 +741,7 @@ func (d *Daemon) Reload(force bool) {
 	d.windows.poke(passReload)
 	d.appendReload("success", diff)
 	d.setHTTP(cfg.HTTP)
+	d.setNotify(cfg)
 }
 
 func (d *Daemon) appendReload(outcome, detail string) {

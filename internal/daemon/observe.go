@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cloudcron/scheduler/internal/control"
+	"github.com/cloudcron/scheduler/internal/notify"
 	"github.com/cloudcron/scheduler/internal/observe"
 	"github.com/cloudcron/scheduler/internal/schedule"
 )
@@ -19,10 +20,40 @@ func (d *Daemon) startObserve() {
 	d.metrics = observe.NewMetrics(Version())
 	d.metrics.Loaded(d.started)
 	d.metrics.SetStatus(d.Snapshot)
-	sinks := []observe.Sink{d.tracker, d.metrics}
+	d.notifier = notify.New(notify.Options{Log: d.opts.Log, Audit: d.audit.Append, Now: d.now})
+	sinks := []observe.Sink{d.tracker, d.metrics, d.notifier}
 	sinks = append(sinks, d.opts.Sinks...)
 	d.hub = observe.NewHub(sinks...)
 	d.audit.Subscribe(d.hub.Publish)
+}
+
+// setNotify points the notifier at cfg's notify sinks, their URLs and
+// keys resolved. A sink whose secret cannot be read is left out and
+// logged (validation checked them; the file may have changed since).
+func (d *Daemon) setNotify(cfg *schedule.Config) {
+	var out []notify.Config
+	for _, n := range cfg.Notify {
+		c := notify.Config{Name: n.Name, Type: n.Type, On: n.On, Jobs: n.Jobs}
+		if len(c.On) == 0 {
+			c.On = schedule.NotifyDefaultOn
+		}
+		u, err := d.opts.Resolver.Resolve(*n.URL)
+		if err != nil {
+			d.log.Error().Str("notify", n.Name).Str("error", err.Error()).Msg("notify sink left out: its url cannot be read")
+			continue
+		}
+		c.URL = u.Reveal()
+		if n.Secret != nil {
+			k, err := d.opts.Resolver.Resolve(*n.Secret)
+			if err != nil {
+				d.log.Error().Str("notify", n.Name).Str("error", err.Error()).Msg("notify sink left out: its secret cannot be read")
+				continue
+			}
+			c.Secret = k.Reveal()
+		}
+		out = append(out, c)
+	}
+	d.notifier.Configure(out)
 }
 
 // Metrics returns the daemon's Prometheus metrics, for what feeds them
@@ -103,6 +134,9 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
 // in progress finish for up to 5 seconds.
 func (d *Daemon) stopControl() error {
 	d.setHTTP(schedule.HTTPConfig{})
+	nctx, ncancel := context.WithTimeout(context.Background(), 3*time.Second)
+	d.notifier.Close(nctx)
+	ncancel()
 	if d.control == nil {
 		return nil
 	}

@@ -4,13 +4,17 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/notify"
 	"github.com/cloudcron/scheduler/internal/observe"
 )
 
@@ -122,4 +126,69 @@ func TestHTTPListenerServesTheRecordStream(t *testing.T) {
 	if _, err := http.Get(base + "/livez"); err == nil {
 		t.Error("old listener still answers")
 	}
+}
+
+// TestNotifyFromTheRecordStream: a failing fire on the emulated cloud
+// reaches a webhook sink as a signed CloudEvent whose data is the audit
+// record; a sink whose receiver refuses it is audited as event notify.
+func TestNotifyFromTheRecordStream(t *testing.T) {
+	got := make(chan []byte, 16)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get(notify.SignatureHeader) != notify.Sign([]byte("k3y"), b) {
+			t.Errorf("signature %q does not verify", r.Header.Get(notify.SignatureHeader))
+		}
+		select {
+		case got <- b:
+		default:
+		}
+	}))
+	defer rcv.Close()
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusGone) }))
+	defer refuse.Close()
+	t.Setenv("OBS_HOOK_URL", rcv.URL+"/hook/t0ken")
+	t.Setenv("OBS_GONE_URL", refuse.URL+"/gone/t0ken")
+	t.Setenv("OBS_HOOK_KEY", "k3y")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	body := strings.Replace(observeConfig, `http: {listen: "127.0.0.1:0"}`, `notify:
+  - {name: siem, type: webhook, url: {env: OBS_HOOK_URL}, secret: {env: OBS_HOOK_KEY}, jobs: [broken]}
+  - {name: gone, type: slack, url: {env: OBS_GONE_URL}, jobs: [broken]}`, 1)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown()
+	var ev struct {
+		Type string          `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	select {
+	case b := <-got:
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no notification within 15s of a failing job")
+	}
+	var rec audit.Record
+	if err := json.Unmarshal(ev.Data, &rec); err != nil || ev.Type != "io.cloudcron.scheduler.failure" || rec.Job != "broken" || rec.Target != "doomed" {
+		t.Errorf("event type %q, data %+v (%v); want a failure of broken on doomed", ev.Type, rec, err)
+	}
+	auditPath := filepath.Join(dir, "audit.jsonl")
+	waitUntil(t, "a notify record for the refusing sink", func() bool {
+		recs, _ := audit.ReadAll(auditPath)
+		for _, r := range recs {
+			if r.Event == notify.EventNotify && r.Target == "gone" {
+				if strings.Contains(r.Error, "t0ken") || strings.Contains(r.Detail, "t0ken") {
+					t.Errorf("notify record leaks the URL: %+v", r)
+				}
+				return true
+			}
+		}
+		return false
+	})
 }
