@@ -116,7 +116,9 @@ func (p *Plan) SVG(w io.Writer) error {
 			continue
 		}
 		ew.printf(`<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#cccccc"/>`+"\n", x(d), top-12, x(d), top+float64(rows)*rowH)
-		ew.printf(`<text x="%.1f" y="%.0f">%s</text>`+"\n", x(d)+3, top-16, esc(d.Format("Mon 01-02")))
+		if x(d) < width-right-60 { // no label for a day that starts at the chart's end
+			ew.printf(`<text x="%.1f" y="%.0f">%s</text>`+"\n", x(d)+3, top-16, esc(d.Format("Mon 01-02")))
+		}
 	}
 	for i, win := range p.Windows {
 		y := top + float64(i)*rowH

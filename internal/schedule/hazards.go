@@ -126,5 +126,5 @@ func (c *Config) Warnings() []string {
 		out = append(out, fmt.Sprintf("accounts.%s: insecure_http: true: credentials and signatures cross the network in clear to %s; anyone on the path can read and replay them",
 			n, strings.Join(eps, ", ")))
 	}
-	return out
+	return append(out, c.windowWarnings()...)
 }

@@ -496,3 +496,26 @@ func (v *validator) checkManualStop(base string, f Fault) {
 		v.errKey(p, "retry_after applies to kind throttle or unavailable only")
 	}
 }
+
+// windowWarnings names window targets that a job also starts or stops:
+// the job's edge and the window's desired state would undo each other.
+func (c *Config) windowWarnings() []string {
+	var out []string
+	for _, w := range c.Windows {
+		if w == nil {
+			continue
+		}
+		for _, j := range c.Jobs {
+			if j == nil || j.Account != w.Account || (j.Action != w.StartAction() && j.Action != w.StopAction()) {
+				continue
+			}
+			for _, t := range j.Targets {
+				if slices.Contains(w.Targets, t) {
+					out = append(out, fmt.Sprintf("windows: target %s of window %s is also acted on by job %s (%s, line %d): the job's edges and the window's desired state will undo each other; remove it from one of them",
+						t, w.Name, j.Name, j.Action, j.Line))
+				}
+			}
+		}
+	}
+	return out
+}

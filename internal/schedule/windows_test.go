@@ -187,3 +187,17 @@ func TestManualStopFault(t *testing.T) {
 		}
 	}
 }
+
+func TestWindowTargetAlsoInAJobWarns(t *testing.T) {
+	data := strings.Replace(windowsBase, "jobs: []\n", `jobs:
+  - {name: nb-off, schedule: "0 19 * * *", account: lab, action: modelarts.notebook.stop, targets: [nb-1, other]}
+`, 1) + "windows:\n  - name: nb\n    account: lab\n    resource: modelarts.notebook\n    targets: [nb-1]\n    on: [{days: MON-FRI, from: \"09:00\", to: \"19:00\"}]\n"
+	c, err := Load("w.yaml", []byte(data), Options{Anchor: windowsAnchor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := c.Warnings()
+	if len(ws) != 1 || !strings.Contains(ws[0], "target nb-1 of window nb is also acted on by job nb-off (modelarts.notebook.stop, line 8)") {
+		t.Fatalf("Warnings = %q; want one naming the target, window and job", ws)
+	}
+}
