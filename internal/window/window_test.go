@@ -265,3 +265,30 @@ func TestParseClock(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkDesired(b *testing.B) {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	cal, _ := holiday.Builtin("DE-BY")
+	var p Period
+	for d := time.Monday; d <= time.Friday; d++ {
+		p.Days[d] = true
+	}
+	p.From, p.To = 9*60, 19*60
+	w := &Window{Name: "lab", Loc: berlin, On: []Period{p}, Holidays: cal}
+	t := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)
+	for b.Loop() {
+		w.Desired("nb-1", t, nil)
+	}
+}
+
+func BenchmarkNextEdge(b *testing.B) {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	var p Period
+	p.Days[time.Monday] = true
+	p.From, p.To = 9*60, 19*60
+	w := &Window{Name: "lab", Loc: berlin, On: []Period{p}}
+	t := time.Date(2026, 3, 24, 12, 0, 0, 0, time.UTC) // Tuesday: the next edge is 6 days away
+	for b.Loop() {
+		w.NextEdge(t)
+	}
+}
