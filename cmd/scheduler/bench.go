@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -33,6 +35,8 @@ func (e env) cmdBench(args []string) int {
 	only := fs.String("only", "", "run these scenarios only, comma-separated: "+strings.Join(bench.Scenarios, ", "))
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (in-process scenarios: start, lag, lone, burst, ratelimit) to FILE")
+	traceFile := fs.String("trace", "", "write an execution trace of this process to FILE (go tool trace)")
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: scheduler %s\n\n"+
 			"Measures the daemon against an emulated cloud that answers every call after --latency:\n"+
@@ -52,6 +56,22 @@ func (e env) cmdBench(args []string) int {
 	}
 	if !*quiet {
 		cfg.Progress = e.stderr
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "scheduler bench:", err)
+			return exitUsage
+		}
+		defer stop()
+	}
+	if *traceFile != "" {
+		stop, err := startTrace(*traceFile)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "scheduler bench:", err)
+			return exitUsage
+		}
+		defer stop()
 	}
 	// The child-process scenarios run this very binary as `scheduler run`.
 	if exe, err := os.Executable(); err == nil {
@@ -76,4 +96,28 @@ func (e env) cmdBench(args []string) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
+}
+
+func startTrace(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--trace: %w", err)
+	}
+	if err := trace.Start(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("--trace: %w", err)
+	}
+	return func() { trace.Stop(); _ = f.Close() }, nil
 }

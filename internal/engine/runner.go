@@ -31,6 +31,8 @@ type Runner struct {
 	log  zerolog.Logger
 	cron *cron.Cron
 
+	gate *gate // the fires of one instant wait here for it together
+
 	mu      sync.Mutex
 	entries map[EntryID]*entry
 	stopped context.Context // done when the previous Stop's callbacks returned
@@ -42,22 +44,33 @@ type entry struct {
 	sched Schedule
 	fire  func(scheduled time.Time)
 	log   zerolog.Logger
+	gate  *gate
 
 	mu     sync.Mutex
 	queued []time.Time // fires handed to cron and not yet run, oldest first
 	next   time.Time   // the latest fire handed to cron
 }
 
-// Next implements cron.Schedule: it records the fire it hands to cron.
+// Next implements cron.Schedule: it records the fire it hands to cron,
+// and hands it over wakeLead early (see gate): cron wakes then, and Run
+// waits for the exact instant. Each fire is after the one handed over
+// before it, so the early wake (cron asks again at fire-wakeLead) never
+// yields the same fire twice, and a fire due less than wakeLead after a
+// Start or an Add is not lost: cron runs it at once and Run waits for it.
 func (e *entry) Next(t time.Time) time.Time {
-	n := e.sched.Next(t)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.next = n
-	if !n.IsZero() {
-		e.queued = append(e.queued, n)
+	if t.Before(e.next) {
+		t = e.next
 	}
-	return n
+	n := e.sched.Next(t)
+	if n.IsZero() { // no more fires
+		e.next = n
+		return n
+	}
+	e.next = n
+	e.queued = append(e.queued, n)
+	return n.Add(-wakeLead)
 }
 
 // Run implements cron.Job: it pops the fire cron is running and calls back.
@@ -73,6 +86,7 @@ func (e *entry) Run() {
 		scheduled = time.Now()
 		e.log.Error().Time("now", scheduled).Msg("no queued fire for this run; using the current time")
 	}
+	e.gate.wait(scheduled)
 	e.log.Debug().Time("scheduled", scheduled).Msg("fire")
 	e.fire(scheduled)
 }
@@ -89,6 +103,7 @@ func NewRunner(log zerolog.Logger) *Runner {
 			cron.WithChain(cron.Recover(cl)), // nothing that skips or delays
 		),
 		entries: make(map[EntryID]*entry),
+		gate:    newGate(),
 	}
 }
 
@@ -101,7 +116,7 @@ func (r *Runner) Add(name string, s Schedule, fire func(scheduled time.Time)) (E
 	if fire == nil {
 		return 0, errors.New("add job " + name + ": nil callback")
 	}
-	e := &entry{name: name, sched: s, fire: fire, log: r.log.With().Str("job", name).Logger()}
+	e := &entry{name: name, sched: s, fire: fire, log: r.log.With().Str("job", name).Logger(), gate: r.gate}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := EntryID(r.cron.Schedule(e, e))

@@ -260,3 +260,60 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// cron is woken wakeLead before each fire: a fire due less than that
+// after a Start or an Add still runs, once, at its instant, and the early
+// wake does not hand the same fire out again.
+func TestRunnerFireJustAfterStartAndAdd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(zerolog.Nop())
+		var early, added recorder
+		time.Sleep(time.Second - wakeLead/2) // 00:00:00.995
+		if _, err := r.Add("early", mustParse(t, "* * * * * *", time.UTC, time.Time{}), early.fire); err != nil {
+			t.Fatal(err)
+		}
+		r.Start()
+		time.Sleep(time.Second) // 00:00:01.995
+		if _, err := r.Add("added", mustParse(t, "* * * * * *", time.UTC, time.Time{}), added.fire); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2*time.Second + wakeLead) // past 00:00:04
+		stopAndWait(t, r)
+		early.check(t, "early", []string{"2000-01-01T00:00:01Z", "2000-01-01T00:00:02Z", "2000-01-01T00:00:03Z", "2000-01-01T00:00:04Z"})
+		added.check(t, "added", []string{"2000-01-01T00:00:02Z", "2000-01-01T00:00:03Z", "2000-01-01T00:00:04Z"})
+	})
+}
+
+// The fires of one instant wait in the gate together and leave it at the
+// instant, not before; a fire whose instant passed does not wait.
+func TestGateReleasesAtTheInstant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGate()
+		at := time.Now().Add(50 * time.Millisecond)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var left []time.Time
+		for range 5 {
+			wg.Go(func() {
+				g.wait(at)
+				mu.Lock()
+				left = append(left, time.Now())
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		for _, l := range left {
+			if !l.Equal(at) {
+				t.Errorf("left the gate at %v, want %v", l, at)
+			}
+		}
+		before := time.Now()
+		g.wait(before.Add(-time.Second))
+		if !time.Now().Equal(before) {
+			t.Error("a past instant waited")
+		}
+		if len(g.waits) != 0 {
+			t.Errorf("gate keeps %d instants after they came", len(g.waits))
+		}
+	})
+}
