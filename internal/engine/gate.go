@@ -29,11 +29,15 @@ type gate struct {
 
 func newGate() *gate { return &gate{waits: make(map[int64]chan struct{})} }
 
-// wait returns at t (at once if t has passed). The first caller for t
-// watches the clock; the others block until it releases them.
-func (g *gate) wait(t time.Time) {
+// wait returns true at t (at once if t has passed). The first caller for
+// t watches the clock; the others block until it releases them. It
+// returns false, at once or while waiting, when t is further away than
+// cron's early wake can explain: the wall clock went backwards, and the
+// fire comes again when the clock reaches it (the daemon re-registers its
+// jobs after a jump).
+func (g *gate) wait(t time.Time) bool {
 	if !time.Now().Before(t) {
-		return
+		return true
 	}
 	k := t.UnixNano()
 	g.mu.Lock()
@@ -45,20 +49,27 @@ func (g *gate) wait(t time.Time) {
 	g.mu.Unlock()
 	if waiting {
 		<-ch
-		return
+		return !time.Now().Before(t)
 	}
-	until(t)
+	ok := until(t)
 	g.mu.Lock()
 	delete(g.waits, k)
 	g.mu.Unlock()
 	close(ch)
+	return ok
 }
 
-// until returns at t: it sleeps while t is more than spinFor away and
+// tooFar is how far ahead an instant may be when its fire waits. The
+// daemon re-registers its jobs after a backward jump of more than
+// state.DefaultJumpThreshold (2 s); a smaller one is waited out here. Where
+// both happen, the run state's claim lets one of the two fires run.
+const tooFar = wakeLead + 2*time.Second
+
+// until returns true at t, or false when t is more than tooFar away: it sleeps while t is more than spinFor away and
 // yields the processor in a loop for the rest. A clock that stands still
 // while it spins (a fake clock, as in testing/synctest) moves only while
 // everyone sleeps: then it sleeps the rest.
-func until(t time.Time) {
+func until(t time.Time) bool {
 	var last time.Time
 	still := 0
 	for {
@@ -66,7 +77,9 @@ func until(t time.Time) {
 		d := t.Sub(now)
 		switch {
 		case d <= 0:
-			return
+			return true
+		case d > tooFar:
+			return false
 		case still > 100: // the clock does not move while we spin
 			time.Sleep(d)
 		case d > spinFor:

@@ -86,7 +86,11 @@ func (e *entry) Run() {
 		scheduled = time.Now()
 		e.log.Error().Time("now", scheduled).Msg("no queued fire for this run; using the current time")
 	}
-	e.gate.wait(scheduled)
+	if !e.gate.wait(scheduled) {
+		e.log.Warn().Time("scheduled", scheduled).Time("now", time.Now()).
+			Msg("the wall clock went back before this fire; it runs when the clock reaches it again")
+		return
+	}
 	e.log.Debug().Time("scheduled", scheduled).Msg("fire")
 	e.fire(scheduled)
 }

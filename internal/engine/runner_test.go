@@ -295,7 +295,9 @@ func TestGateReleasesAtTheInstant(t *testing.T) {
 		var left []time.Time
 		for range 5 {
 			wg.Go(func() {
-				g.wait(at)
+				if !g.wait(at) {
+					t.Error("wait refused an instant 50ms ahead")
+				}
 				mu.Lock()
 				left = append(left, time.Now())
 				mu.Unlock()
@@ -306,6 +308,9 @@ func TestGateReleasesAtTheInstant(t *testing.T) {
 			if !l.Equal(at) {
 				t.Errorf("left the gate at %v, want %v", l, at)
 			}
+		}
+		if g.wait(time.Now().Add(tooFar + time.Millisecond)) {
+			t.Error("wait accepted an instant further than the early wake explains (the clock went back)")
 		}
 		before := time.Now()
 		g.wait(before.Add(-time.Second))
