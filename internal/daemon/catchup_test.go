@@ -591,7 +591,7 @@ func TestClockJumps(t *testing.T) {
 		d.mu.Lock()
 		cfg := d.plan.cfg
 		d.mu.Unlock()
-		if err := d.catchUp(cfg, now, nil); err != nil {
+		if _, err := d.catchUp(cfg, now, nil); err != nil {
 			t.Fatal(err)
 		}
 		waitFires(d.Daemon)

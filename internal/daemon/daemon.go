@@ -387,14 +387,22 @@ func Start(opts Options) (*Daemon, error) {
 	}
 	d.hbLast = time.Now()
 	d.runner.Start()
+	// The re-issues and catch-up fires run in the background, but each is
+	// claimed (its intent durable) before READY=1: a daemon killed right
+	// after it said ready finds them in its run state on the next start.
 	reissued := map[string]bool{}
+	var claims []<-chan struct{}
 	for _, r := range reissue {
-		d.goFire(r.job, r.scheduled, r.targets, nil)
+		claims = append(claims, d.goFire(r.job, r.scheduled, r.targets, nil))
 		reissued[r.job] = true
 	}
-	if err := d.catchUp(cfg, opts.Now(), reissued); err != nil {
+	caught, err := d.catchUp(cfg, opts.Now(), reissued)
+	if err != nil {
 		d.runner.Stop()
 		return fail(err)
+	}
+	for _, c := range append(claims, caught...) {
+		<-c
 	}
 	go func() {
 		defer close(d.clockDone)
@@ -461,7 +469,7 @@ func (d *Daemon) fire(name string, scheduled time.Time) {
 		return
 	}
 	defer d.leave(p)
-	d.runFire(p, name, scheduled, nil, nil)
+	d.runFire(p, name, scheduled, nil, nil, nil)
 }
 
 // enter counts a fire as running under the current plan, so that Shutdown
@@ -484,8 +492,10 @@ func (d *Daemon) enter() (*plan, bool) {
 // marks a catch-up fire: its missed records (the older fires it
 // supersedes) are written in the same durable step as its intent, and if
 // a newer fire of the job ran first, the fire itself is audited missed
-// rather than dropped silently.
-func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []string, missed *catchUpMissed) {
+// rather than dropped silently. A non-nil began is called once the fire's
+// claim is decided (claimed, refused or failed), or when the fire ends
+// without one.
+func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []string, missed *catchUpMissed, began func()) {
 	j := p.jobs[name]
 	cj := p.cfg.Job(name)
 	if j == nil || cj == nil {
@@ -520,7 +530,7 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 		d.settleMissed(j, scheduled, true, missed, fmt.Sprintf("superseded: too late to run, the next fire at %s is due", next.Format(time.RFC3339)))
 		return
 	}
-	out := d.exec.FireWith(d.ctx, j, scheduled, next, d.claim(j, scheduled, reissue != nil, missed))
+	out := d.exec.FireWith(d.ctx, j, scheduled, next, d.claim(j, scheduled, reissue != nil, missed, began))
 	if out.NotRun {
 		st := d.store.Job(name)
 		d.log.Info().Str("job", name).Time("scheduled", scheduled).Time("last_done", st.LastDone).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -187,8 +188,11 @@ type catchUpMissed struct {
 
 // catchUp plans every job's missed fires at now: the newest one inside the
 // catch-up window runs (in the background), the others are audited as
-// missed. Jobs in skip are left alone (they are being re-issued).
-func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]bool) error {
+// missed. Jobs in skip are left alone (they are being re-issued). It
+// returns, for each fire it started, a channel closed once that fire is
+// claimed (see goFire).
+func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]bool) ([]<-chan struct{}, error) {
+	var claims []<-chan struct{}
 	for _, j := range cfg.Jobs {
 		if skip[j.Name] {
 			continue
@@ -207,16 +211,16 @@ func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]bo
 		}
 		if !c.Run.IsZero() {
 			d.log.Warn().Str("job", j.Name).Time("scheduled", c.Run).Str("plan", c.String()).Msg("catching up a missed fire")
-			d.goFire(j.Name, c.Run, nil, &catchUpMissed{records: recs, settled: settled, fire: c.Run})
+			claims = append(claims, d.goFire(j.Name, c.Run, nil, &catchUpMissed{records: recs, settled: settled, fire: c.Run}))
 			continue
 		}
 		d.log.Warn().Str("job", j.Name).Str("plan", c.String()).Msg("missed fires not caught up")
 		if err := d.store.Settle(j.Name, c.Settle, executor.RunID(j.Name, c.Settle), recs); err != nil {
-			return fmt.Errorf("audit missed fires of %s: %w", j.Name, err)
+			return claims, fmt.Errorf("audit missed fires of %s: %w", j.Name, err)
 		}
 		crashPoint("catchup-settled")
 	}
-	return nil
+	return claims, nil
 }
 
 // crashAt names the point at which the process kills itself with SIGKILL,
@@ -248,16 +252,23 @@ func holdPoint(name string) {
 }
 
 // goFire runs one fire outside the engine (catch-up, re-issue), tracked so
-// that Shutdown waits for it. reissue and missed: see runFire.
-func (d *Daemon) goFire(name string, scheduled time.Time, reissue []string, missed *catchUpMissed) {
+// that Shutdown waits for it. reissue and missed: see runFire. The channel
+// it returns is closed once the fire's claim is decided (its intent and
+// records durable, or refused), or when the fire ends without one.
+func (d *Daemon) goFire(name string, scheduled time.Time, reissue []string, missed *catchUpMissed) <-chan struct{} {
+	claimed := make(chan struct{})
+	began := sync.OnceFunc(func() { close(claimed) })
 	p, ok := d.enter()
 	if !ok {
-		return
+		began()
+		return claimed
 	}
 	go func() {
 		defer d.leave(p)
-		d.runFire(p, name, scheduled, reissue, missed)
+		defer began()
+		d.runFire(p, name, scheduled, reissue, missed, began)
 	}()
+	return claimed
 }
 
 // claim returns the executor's BeginFunc for one fire: it claims the fire
@@ -266,8 +277,11 @@ func (d *Daemon) goFire(name string, scheduled time.Time, reissue []string, miss
 // run when it is already done (also after the clock went backwards) or in
 // flight; a re-issue (reissue) runs despite its own intent, left in flight
 // by a crash, which it replaces.
-func (d *Daemon) claim(j *executor.Job, scheduled time.Time, reissue bool, missed *catchUpMissed) executor.BeginFunc {
+func (d *Daemon) claim(j *executor.Job, scheduled time.Time, reissue bool, missed *catchUpMissed, began func()) executor.BeginFunc {
 	return func(runRecords []audit.Record) (bool, error) {
+		if began != nil {
+			defer began()
+		}
 		c := state.Claim{
 			Job: j.Name,
 			Intent: state.Intent{
@@ -353,7 +367,7 @@ func (d *Daemon) clockJumped(j state.Jump) {
 	d.reregisterLocked()
 	d.mu.Unlock()
 	if j.Kind == state.JumpForward {
-		if err := d.catchUp(cfg, d.now(), nil); err != nil {
+		if _, err := d.catchUp(cfg, d.now(), nil); err != nil {
 			d.log.Error().Err(err).Msg("catch-up after a clock jump failed")
 		}
 	}
