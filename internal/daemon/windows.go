@@ -276,14 +276,55 @@ func (r *reconciler) pass(reason string) (time.Time, bool) {
 	}
 	wg.Wait()
 
-	// Stops in reverse order, then starts in order.
-	for i := len(order) - 1; i >= 0; i-- {
-		r.correct(p, order, order[i], window.Off, why, now)
+	// Each group of windows linked by `after` in its own goroutine, so
+	// that a slow start in one does not hold up the others: stops in
+	// reverse order, then starts in order.
+	for _, group := range afterGroups(order) {
+		wg.Go(func() {
+			for i := len(group) - 1; i >= 0; i-- {
+				r.correct(p, order, group[i], window.Off, why, now)
+			}
+			for _, w := range group {
+				r.correct(p, order, w, window.On, why, now)
+			}
+		})
+	}
+	wg.Wait()
+	return r.nextWake(cfg, order, now), true
+}
+
+// afterGroups splits windows (in start order) into the groups that
+// `after` links, directly or not, each in start order.
+func afterGroups(order []*schedule.Window) [][]*schedule.Window {
+	root := map[string]string{}
+	var find func(string) string
+	find = func(n string) string {
+		if p, ok := root[n]; ok && p != n {
+			root[n] = find(p)
+			return root[n]
+		}
+		root[n] = n
+		return n
 	}
 	for _, w := range order {
-		r.correct(p, order, w, window.On, why, now)
+		find(w.Name)
+		for _, a := range w.After {
+			root[find(a)] = find(w.Name)
+		}
 	}
-	return r.nextWake(cfg, order, now), true
+	var groups [][]*schedule.Window
+	index := map[string]int{}
+	for _, w := range order {
+		r := find(w.Name)
+		i, ok := index[r]
+		if !ok {
+			i = len(groups)
+			index[r] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], w)
+	}
+	return groups
 }
 
 // refreshCalendars re-reads the ICS holiday files that changed since the

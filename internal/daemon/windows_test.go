@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudcron/scheduler/internal/audit"
 	"github.com/cloudcron/scheduler/internal/control"
+	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/secret"
 	"github.com/cloudcron/scheduler/internal/vendors/emulator"
 )
@@ -445,5 +446,20 @@ func TestWindowReload(t *testing.T) {
 	}
 	if rec := count(w.records(t), eventReconcile, "", nbID); len(rec) != 1 || !strings.HasSuffix(rec[0].Detail, "; reload") {
 		t.Fatalf("reconcile records = %+v; want one, for the reload", rec)
+	}
+}
+
+func TestAfterGroups(t *testing.T) {
+	ws := []*schedule.Window{{Name: "a"}, {Name: "b", After: []string{"a"}}, {Name: "c"}, {Name: "d", After: []string{"b"}}, {Name: "e", After: []string{"c"}}}
+	var got []string
+	for _, g := range afterGroups(ws) {
+		var names []string
+		for _, w := range g {
+			names = append(names, w.Name)
+		}
+		got = append(got, strings.Join(names, ">"))
+	}
+	if strings.Join(got, " ") != "a>b>d c>e" {
+		t.Fatalf("afterGroups = %v; want [a>b>d c>e]", got)
 	}
 }
