@@ -120,6 +120,10 @@ type Options struct {
 	// Write, if set, writes the log's lines instead of (*os.File).Write:
 	// tests inject faults (ENOSPC) with it instead of filling a disk.
 	Write func(f *os.File, b []byte) (int, error)
+
+	// Node, if set, names the writer in every record whose Node is empty:
+	// the replica's name in a cluster.
+	Node string
 }
 
 // Defaults of Options.RetryInitial and RetryMax.
@@ -142,6 +146,7 @@ type Log struct {
 	retryMax time.Duration
 	maxBytes int64 // < 0: never rotate
 	keep     int
+	node     string   // Options.Node
 	lock     *os.File // path.lock; nil when path is not a regular file
 
 	mu       sync.Mutex
@@ -201,7 +206,7 @@ func OpenWith(path string, opts Options) (*Log, error) {
 		}
 	}
 	l := &Log{path: path, now: time.Now, sync: (*os.File).Sync, write: opts.Write, maxBytes: opts.MaxBytes, keep: opts.Keep,
-		retryMin: opts.RetryInitial, retryMax: opts.RetryMax}
+		retryMin: opts.RetryInitial, retryMax: opts.RetryMax, node: opts.Node}
 	if l.write == nil {
 		l.write = (*os.File).Write
 	}
@@ -636,6 +641,9 @@ func (l *Log) appendBatch(rs []Record, out []Record) error {
 	for i, r := range rs {
 		if r.Time.IsZero() {
 			r.Time = l.now()
+		}
+		if r.Node == "" {
+			r.Node = l.node
 		}
 		r.LogID, r.Seq, r.Prev, r.Hash = "", 0, "", ""
 		if out != nil {

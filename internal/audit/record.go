@@ -80,6 +80,11 @@ type Record struct {
 	Error      string // error text; vendor packages keep secrets out of it
 	DurationMS int64
 	Detail     string // free text, e.g. "already in target state" or a reload diff; omitted when empty
+	// Node names the replica that wrote the record, in a cluster (several
+	// hosts sharing run state in etcd; each keeps its own log); omitted
+	// when empty, so a single host's records and logs written before the
+	// field existed read and verify as they always did.
+	Node string
 
 	// The hash chain (see the package doc). Append assigns these and
 	// ignores any value the caller set; ReadAll and Records fill them in.
@@ -108,6 +113,7 @@ type wire struct {
 	Error      string `json:"error"`
 	DurationMS int64  `json:"duration_ms"`
 	Detail     string `json:"detail,omitempty"`
+	Node       string `json:"node,omitempty"`
 	LogID      string `json:"log_id,omitempty"`
 	Seq        uint64 `json:"seq,omitempty"`
 	Prev       string `json:"prev,omitempty"`
@@ -151,6 +157,7 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		Error:      r.Error,
 		DurationMS: r.DurationMS,
 		Detail:     r.Detail,
+		Node:       r.Node,
 		LogID:      r.LogID,
 		Seq:        r.Seq,
 		Prev:       r.Prev,
@@ -189,6 +196,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 		Error:      w.Error,
 		DurationMS: w.DurationMS,
 		Detail:     w.Detail,
+		Node:       w.Node,
 		LogID:      w.LogID,
 		Seq:        w.Seq,
 		Prev:       w.Prev,

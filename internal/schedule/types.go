@@ -24,6 +24,7 @@ type Config struct {
 	Windows  []*Window           `yaml:"windows"` // see windows.go
 	HTTP     HTTPConfig          `yaml:"http"`    // see observe.go
 	Notify   []*Notify           `yaml:"notify"`  // see observe.go
+	Cluster  *Cluster            `yaml:"cluster"` // see cluster.go
 
 	File string         `yaml:"-"` // the file name given to Load, used in messages
 	Loc  *time.Location `yaml:"-"` // Timezone loaded (UTC when empty)

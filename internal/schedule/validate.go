@@ -265,6 +265,7 @@ func (v *validator) run() {
 	}
 	v.need("state", "dir", c.State.Dir == "", "set state.dir to a directory for run state, e.g. /var/lib/scheduler")
 	v.checkPolicy(c.Defaults, "defaults")
+	v.checkCluster()
 
 	names := make([]string, 0, len(c.Accounts))
 	for name := range c.Accounts {
