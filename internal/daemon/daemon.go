@@ -83,6 +83,9 @@ type Status struct {
 	NextFire    time.Time
 	LastFailure string // the newest fire that failed on a target, if any
 	Audit       string // why the audit log is not writing, if it is not
+	// Cluster is the replica's role in a cluster ("leader", "replica"), or
+	// why it claims no fires; "" on a single host.
+	Cluster string
 }
 
 func (s Status) String() string {
@@ -95,6 +98,9 @@ func (s Status) String() string {
 	}
 	if s.Audit != "" {
 		line += "; " + s.Audit
+	}
+	if s.Cluster != "" {
+		line = "cluster " + s.Cluster + "; " + line
 	}
 	return line
 }
@@ -113,6 +119,7 @@ type Daemon struct {
 	cancel context.CancelFunc
 
 	store     state.RunState   // run state: intents, last done fires
+	cl        *cluster         // nil on a single host; see cluster.go
 	hub       *observe.Hub     // the record stream's fan-out (observe.go)
 	tracker   *observe.Tracker // what the status says about jobs
 	control   *control.Server  // <state.dir>/control.sock; nil if it could not open
@@ -301,43 +308,20 @@ func Start(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := state.Open(cfg.State.Dir)
+	store, al, cl, err := openRunState(cfg, opts.Resolver, log, opts.ConfigPath,
+		audit.Options{Write: opts.AuditWrite, RetryInitial: opts.AuditRetryInitial, RetryMax: opts.AuditRetryMax})
 	if err != nil {
 		p.close()
-		return nil, fmt.Errorf("open run state: %w", err)
+		return nil, err
 	}
-	for _, f := range store.Leftovers() {
-		log.Warn().Str("file", f).Msg("removed a temporary run-state file left by a crash")
+	closeState := func() {
+		if cl != nil {
+			_ = cl.close()
+		} else {
+			_ = store.Close()
+		}
 	}
-	for _, n := range store.Notes() {
-		log.Warn().Str("state", store.Path()).Msg(n)
-	}
-	seq, hash := store.AuditTail()
-	al, err := audit.OpenWith(cfg.Audit.Path, audit.Options{ExpectSeq: seq, ExpectHash: hash,
-		Write: opts.AuditWrite, RetryInitial: opts.AuditRetryInitial, RetryMax: opts.AuditRetryMax})
-	if err != nil {
-		p.close()
-		_ = store.Close()
-		return nil, openAuditErr(err, opts.ConfigPath)
-	}
-	if msg := al.Recovered(); msg != "" {
-		log.Warn().Str("audit", cfg.Audit.Path).Msg(msg)
-	}
-	// The audit log is the run state's journal: a fire's intent is durable
-	// with its run records (one group-committed write), the database follows
-	// in the background. Records after the last checkpoint are replayed now.
-	if err := store.Attach(al, state.AttachOptions{
-		AuditPath: cfg.Audit.Path,
-		OnError: func(err error) {
-			log.Error().Err(err).Str("state", store.Path()).Msg("run-state checkpoint failed; the audit log still holds every fire, retrying")
-		},
-	}); err != nil {
-		p.close()
-		_ = al.Close()
-		_ = store.Close()
-		return nil, fmt.Errorf("open run state: %w", err)
-	}
-	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, plan: p, entries: map[string]entry{},
+	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, cl: cl, plan: p, entries: map[string]entry{},
 		stopClock: make(chan struct{}), clockDone: make(chan struct{}), lastSeen: cfg.Hash(), started: opts.Now().UTC()}
 	d.watchdogAfter = DefaultWatchdogAfter
 	if w := cfg.Audit.WatchdogAfter; w != nil {
@@ -351,7 +335,7 @@ func Start(opts Options) (*Daemon, error) {
 		d.waitIdle(nil)
 		p.close()
 		_ = al.Close()
-		_ = store.Close()
+		closeState()
 		d.notifier.Close(context.Background())
 		d.hub.Close()
 		return nil, err
@@ -396,8 +380,12 @@ func Start(opts Options) (*Daemon, error) {
 		claims = append(claims, d.goFire(r.job, r.scheduled, r.targets, nil))
 		reissued[r.job] = true
 	}
-	caught, err := d.catchUp(cfg, opts.Now(), reissued)
-	if err != nil {
+	var caught []<-chan struct{}
+	if cl != nil {
+		// Catch-up runs on the elected leader; recovery of fires left by
+		// other replicas on every one.
+		d.startCluster()
+	} else if caught, err = d.catchUp(cfg, opts.Now(), reissued); err != nil {
 		d.runner.Stop()
 		return fail(err)
 	}
@@ -514,7 +502,7 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 		next = n
 	}
 	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag_ms", now.Sub(scheduled)).Msg("fire")
-	if reissue == nil && next.Sub(now) < minRunway && d.mayRun(j, scheduled) {
+	if reissue == nil && next.Sub(now) < minRunway && d.cl.isLeader() && d.mayRun(j, scheduled) {
 		// So late that the job's next fire is due before a call could
 		// go out: that fire does the job; this one is missed, not failed.
 		if missed != nil {
@@ -531,6 +519,10 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 		return
 	}
 	out := d.exec.FireWith(d.ctx, j, scheduled, next, d.claim(j, scheduled, reissue != nil, missed, began))
+	if out.NotRun && d.cl != nil && missed == nil {
+		d.log.Debug().Str("job", name).Time("scheduled", scheduled).Msg("fire claimed by another replica, or done")
+		return
+	}
 	if out.NotRun {
 		st := d.store.Job(name)
 		d.log.Info().Str("job", name).Time("scheduled", scheduled).Time("last_done", st.LastDone).
@@ -679,6 +671,9 @@ func (d *Daemon) Reload(force bool) {
 		d.opts.OnReload("reloading", d.Status())
 		defer func() { d.opts.OnReload(phase, d.Status()) }()
 	}
+	if err == nil && clusterKey(cfg.Cluster) != clusterKey(d.plan.cfg.Cluster) {
+		err = fmt.Errorf("cluster: changed: restart the daemon to join another etcd, prefix or node")
+	}
 	if err == nil && cfg.Audit.Path != d.plan.cfg.Audit.Path {
 		err = fmt.Errorf("audit.path changed from %s to %s: restart the daemon to move the audit log", d.plan.cfg.Audit.Path, cfg.Audit.Path)
 	}
@@ -792,6 +787,12 @@ func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := Status{Jobs: len(d.entries), LastFailure: d.lastFail, Audit: d.auditProblem()}
+	if d.cl != nil {
+		st.Cluster = d.cl.role()
+		if p := d.cl.problem(); p != "" {
+			st.Cluster = p
+		}
+	}
 	for name, e := range d.entries {
 		t := d.runner.NextFire(e.id)
 		if t.IsZero() {
@@ -811,6 +812,9 @@ func (d *Daemon) Shutdown() error {
 	close(d.stopClock)
 	<-d.clockDone    // no catch-up starts after this
 	d.windows.halt() // no pass starts after this
+	if d.cl != nil {
+		d.cl.stopLoops() // nor a recovery or a leader's catch-up
+	}
 	stopped := d.runner.Stop()
 	timer := time.NewTimer(d.opts.Grace)
 	defer timer.Stop()
@@ -839,7 +843,11 @@ func (d *Daemon) Shutdown() error {
 		err = errors.Join(err, fmt.Errorf("close audit log: %w", cerr))
 	}
 	d.hub.Close() // after the audit log: its last records reach the sinks
-	if cerr := d.store.Close(); cerr != nil {
+	closeStore := d.store.Close
+	if d.cl != nil {
+		closeStore = d.cl.close // the session too: its claims go at once
+	}
+	if cerr := closeStore(); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("close run state: %w", cerr))
 	}
 	if err == nil {

@@ -184,6 +184,9 @@ func (d *Daemon) ready(problem string) (bool, string) {
 	if !d.Health() {
 		return false, "engine not ticking: no heartbeat in the last " + (heartbeatStale * heartbeatEvery).String()
 	}
+	if p := d.cl.problem(); p != "" {
+		return false, p
+	}
 	return true, problem
 }
 

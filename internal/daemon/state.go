@@ -14,6 +14,7 @@ import (
 	"github.com/cloudcron/scheduler/internal/executor"
 	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/state"
+	"github.com/cloudcron/scheduler/internal/state/etcdstore"
 )
 
 // clockTick is how often the daemon compares the wall clock with the
@@ -307,7 +308,11 @@ func (d *Daemon) claim(j *executor.Job, scheduled time.Time, reissue bool, misse
 		if ok && missed != nil {
 			crashPoint("catchup-claimed")
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, etcdstore.ErrNoSession):
+			d.log.Warn().Str("job", j.Name).Time("scheduled", scheduled).
+				Msg("cut off from etcd: not claiming the fire; a replica that reaches etcd runs it")
+		case err != nil:
 			d.log.Error().Err(err).Str("job", j.Name).Time("scheduled", scheduled).
 				Msg("cannot record the fire's intent; skipping the fire rather than acting unrecorded")
 		}
@@ -366,7 +371,7 @@ func (d *Daemon) clockJumped(j state.Jump) {
 	cfg := d.plan.cfg
 	d.reregisterLocked()
 	d.mu.Unlock()
-	if j.Kind == state.JumpForward {
+	if j.Kind == state.JumpForward && d.cl.isLeader() {
 		if _, err := d.catchUp(cfg, d.now(), nil); err != nil {
 			d.log.Error().Err(err).Msg("catch-up after a clock jump failed")
 		}

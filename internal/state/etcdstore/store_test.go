@@ -225,6 +225,18 @@ func TestCutOffReplica(t *testing.T) {
 	if ok, err := a.s.Claim(held); !ok || err != nil {
 		t.Fatalf("a: Claim = %v, %v", ok, err)
 	}
+	expired := make(chan time.Time, 1)
+	w := b.cli.Watch(t.Context(), "/cut/claims/"+held.Intent.RunID)
+	go func() {
+		for resp := range w {
+			for _, ev := range resp.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					expired <- time.Now()
+					return
+				}
+			}
+		}
+	}()
 	cut := time.Now()
 	px.Cut()
 	select {
@@ -241,6 +253,16 @@ func TestCutOffReplica(t *testing.T) {
 	}
 	if ok, err := a.s.Claim(intent("stop-notebooks", t0.Add(time.Hour), true)); ok || !errors.Is(err, etcdstore.ErrNoSession) {
 		t.Errorf("a: Claim while cut off = %v, %v; want false, ErrNoSession", ok, err)
+	}
+	// a stops claiming when its client gives the lease up, which can be a
+	// moment before etcd expires it; b takes over once etcd has.
+	select {
+	case at := <-expired:
+		if took := at.Sub(cut); took > ttl+time.Second {
+			t.Errorf("a's claim expired %v after the cut; want within the TTL %v plus 1s", took, ttl)
+		}
+	case <-time.After(3*ttl + 5*time.Second):
+		t.Fatal("a's claim never expired")
 	}
 	p := b.s.Pending()
 	if len(p) != 1 || p[0].RunID != held.Intent.RunID {

@@ -1,0 +1,358 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/schedule"
+	"github.com/cloudcron/scheduler/internal/secret"
+	"github.com/cloudcron/scheduler/internal/state"
+	"github.com/cloudcron/scheduler/internal/state/etcdstore"
+)
+
+// cluster is the daemon's part in a cluster of replicas sharing run state
+// in etcd (config cluster:). Every replica's engine fires every job; the
+// claim in etcd decides which one calls the vendor. Recovery of fires left
+// by a dead or cut-off replica runs on every replica (Adopt gives each
+// fire to one), catch-up on the elected leader only.
+type cluster struct {
+	node   string
+	cli    *clientv3.Client
+	store  *etcdstore.Store
+	log    zerolog.Logger
+	ttl    time.Duration
+	prefix string
+
+	mu     sync.Mutex
+	live   bool
+	since  time.Time // when live last changed
+	leader bool
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// claimTimeout bounds each request to etcd.
+const claimTimeout = time.Second
+
+// openRunState opens the run state the config asks for and the audit log
+// that journals it: the embedded store in state.dir, or, with cluster:,
+// the etcd store under the cluster's prefix (then cl is not nil).
+func openRunState(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger, configPath string, aopts audit.Options) (state.RunState, *audit.Log, *cluster, error) {
+	if cfg.Cluster == nil {
+		s, al, err := openLocalState(cfg, log, configPath, aopts)
+		return s, al, nil, err
+	}
+	c := cfg.Cluster
+	aopts.Node = c.Node
+	al, err := audit.OpenWith(cfg.Audit.Path, aopts)
+	if err != nil {
+		return nil, nil, nil, openAuditErr(err, configPath)
+	}
+	if msg := al.Recovered(); msg != "" {
+		log.Warn().Str("audit", cfg.Audit.Path).Msg(msg)
+	}
+	cl, err := openCluster(c, res, log, al)
+	if err != nil {
+		_ = al.Close()
+		return nil, nil, nil, err
+	}
+	return cl.store, al, cl, nil
+}
+
+// openLocalState opens the embedded store and the audit log as its
+// journal.
+func openLocalState(cfg *schedule.Config, log zerolog.Logger, configPath string, aopts audit.Options) (*state.Store, *audit.Log, error) {
+	store, err := state.Open(cfg.State.Dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open run state: %w", err)
+	}
+	for _, f := range store.Leftovers() {
+		log.Warn().Str("file", f).Msg("removed a temporary run-state file left by a crash")
+	}
+	for _, n := range store.Notes() {
+		log.Warn().Str("state", store.Path()).Msg(n)
+	}
+	seq, hash := store.AuditTail()
+	aopts.ExpectSeq, aopts.ExpectHash = seq, hash
+	al, err := audit.OpenWith(cfg.Audit.Path, aopts)
+	if err != nil {
+		_ = store.Close()
+		return nil, nil, openAuditErr(err, configPath)
+	}
+	if msg := al.Recovered(); msg != "" {
+		log.Warn().Str("audit", cfg.Audit.Path).Msg(msg)
+	}
+	// The audit log is the run state's journal: a fire's intent is durable
+	// with its run records (one group-committed write), the database follows
+	// in the background. Records after the last checkpoint are replayed now.
+	if err := store.Attach(al, state.AttachOptions{
+		AuditPath: cfg.Audit.Path,
+		OnError: func(err error) {
+			log.Error().Err(err).Str("state", store.Path()).Msg("run-state checkpoint failed; the audit log still holds every fire, retrying")
+		},
+	}); err != nil {
+		_ = al.Close()
+		_ = store.Close()
+		return nil, nil, fmt.Errorf("open run state: %w", err)
+	}
+	return store, al, nil
+}
+
+// openCluster connects to etcd and starts this replica's session.
+func openCluster(c *schedule.Cluster, res secret.Resolver, log zerolog.Logger, al *audit.Log) (*cluster, error) {
+	tlsCfg, err := c.Etcd.TLSConfig(res)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	user, pass, err := c.Etcd.Credentials(res)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   c.Etcd.Endpoints,
+		DialTimeout: etcdstore.DefaultTimeout,
+		TLS:         tlsCfg,
+		Username:    user.Reveal(),
+		Password:    pass.Reveal(),
+		Logger:      zap.NewNop(),
+		// Notice a dead connection within about a second, so that a
+		// replica cut off etcd stops claiming well inside its lease TTL.
+		DialKeepAliveTime:    time.Second,
+		DialKeepAliveTimeout: time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connect to etcd %s: %w", strings.Join(c.Etcd.Endpoints, ", "), err)
+	}
+	cl := &cluster{node: c.Node, cli: cli, log: log.With().Str("node", c.Node).Logger(), ttl: c.Etcd.TTL(),
+		prefix: c.Etcd.Prefix, live: true, since: time.Now(), stop: make(chan struct{})}
+	cl.store, err = etcdstore.Open(etcdstore.Options{
+		Client: cli, Prefix: c.Etcd.Prefix, Node: c.Node, TTL: c.Etcd.TTL(), Journal: al, Log: log,
+		OnSession: cl.setLive,
+		// A claim that etcd does not answer within a second fails, so a
+		// replica being cut off holds no fire past its next second.
+		Timeout: claimTimeout,
+	})
+	if err != nil {
+		_ = cli.Close()
+		return nil, fmt.Errorf("cluster: %w (endpoints %s)", err, strings.Join(c.Etcd.Endpoints, ", "))
+	}
+	cl.log.Info().Strs("endpoints", c.Etcd.Endpoints).Str("prefix", c.Etcd.Prefix).Dur("lease_ttl", cl.ttl).
+		Msg("cluster: run state in etcd; this replica claims fires with its lease")
+	return cl, nil
+}
+
+func (c *cluster) setLive(up bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.live, c.since = up, time.Now()
+	if !up {
+		c.leader = false
+	}
+}
+
+// problem returns what STATUS= and /readyz say about the cluster: "" while
+// the replica holds its session.
+func (c *cluster) problem() string {
+	if c == nil {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.live {
+		return ""
+	}
+	return fmt.Sprintf("cut off from etcd since %s: not claiming fires, the other replicas run them; resumes by itself",
+		c.since.UTC().Format(time.RFC3339))
+}
+
+// role returns "leader" or "replica" for the status line.
+func (c *cluster) role() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader {
+		return "leader"
+	}
+	return "replica"
+}
+
+func (c *cluster) isLeader() bool {
+	if c == nil {
+		return true // a single host does its own catch-up
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader && c.live
+}
+
+// stopLoops stops recovery and the election; no fire starts from them
+// after it returns.
+func (c *cluster) stopLoops() {
+	c.stopOnce.Do(func() { close(c.stop) })
+	c.wg.Wait()
+}
+
+// close stops the loops, releases the session (and with it this replica's
+// remaining claims and leadership) and closes the client.
+func (c *cluster) close() error {
+	c.stopLoops()
+	err := c.store.Close()
+	if cerr := c.cli.Close(); cerr != nil && !errors.Is(cerr, context.Canceled) {
+		err = errors.Join(err, cerr)
+	}
+	return err
+}
+
+// startCluster runs the loops of a replica: recovery of fires whose
+// claimer is gone, and the election whose winner runs catch-up.
+func (d *Daemon) startCluster() {
+	c := d.cl
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		d.recoverOrphans()
+	}()
+	go func() {
+		defer c.wg.Done()
+		d.campaign()
+	}()
+}
+
+// recoverOrphans takes over fires whose claimer's lease expired (it died
+// or was cut off from etcd): it watches the claim keys and recovers at
+// once when one is deleted, and checks every second besides, so a fire is
+// taken over within the lease TTL and a second.
+func (d *Daemon) recoverOrphans() {
+	c := d.cl
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-c.stop
+		cancel()
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var watch clientv3.WatchChan
+	for {
+		if watch == nil {
+			watch = c.cli.Watch(clientv3.WithRequireLeader(ctx), c.prefix+"claims/",
+				clientv3.WithPrefix(), clientv3.WithFilterPut())
+		}
+		select {
+		case <-c.stop:
+			return
+		case _, ok := <-watch:
+			if !ok {
+				watch = nil
+			}
+		case <-tick.C:
+		}
+		if !c.store.Live() || len(c.store.Pending()) == 0 {
+			continue
+		}
+		d.mu.Lock()
+		cfg := d.plan.cfg
+		d.mu.Unlock()
+		reissue, err := d.recoverPending(cfg, d.now())
+		if err != nil {
+			d.log.Error().Err(err).Msg("cluster: recovering fires left by another replica failed; retrying")
+			continue
+		}
+		for _, r := range reissue {
+			d.goFire(r.job, r.scheduled, r.targets, nil)
+		}
+	}
+}
+
+// campaign runs for leadership among the replicas while this one holds a
+// session. The leader runs catch-up when elected (and after a forward
+// clock jump): missed fires are planned and audited once, by one replica.
+func (d *Daemon) campaign() {
+	c := d.cl
+	for {
+		sess, err := c.store.Session()
+		if err != nil {
+			select {
+			case <-c.stop:
+				return
+			case <-c.store.Changed():
+				continue
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-c.stop:
+			case <-sess.Done():
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		e := concurrency.NewElection(sess, c.prefix+"leader/")
+		if err := e.Campaign(ctx, c.node); err != nil {
+			cancel()
+			t := time.NewTimer(500 * time.Millisecond) // etcd answered with an error: not in a tight loop
+			select {
+			case <-c.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		c.mu.Lock()
+		c.leader = true
+		c.mu.Unlock()
+		c.log.Info().Msg("cluster: elected leader; catch-up runs on this replica")
+		d.mu.Lock()
+		cfg := d.plan.cfg
+		d.mu.Unlock()
+		if _, err := d.catchUp(cfg, d.now(), nil); err != nil {
+			d.log.Error().Err(err).Msg("cluster: catch-up as the new leader failed")
+		}
+		<-ctx.Done()
+		c.mu.Lock()
+		c.leader = false
+		c.mu.Unlock()
+		select {
+		case <-c.stop:
+			rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+			_ = e.Resign(rctx)
+			rcancel()
+			return
+		default:
+			c.log.Warn().Msg("cluster: lost leadership with the etcd session")
+		}
+	}
+}
+
+// clusterKey is what of cluster: a reload cannot change while the daemon
+// runs: everything but positions in the file.
+func clusterKey(c *schedule.Cluster) string {
+	if c == nil {
+		return ""
+	}
+	ref := func(r *secret.Ref) string {
+		if r == nil {
+			return "-"
+		}
+		return r.Env + "|" + r.File + "|" + r.Credential
+	}
+	e := c.Etcd
+	k := fmt.Sprintf("%s %q %s %v %v", c.Node, e.Endpoints, e.Prefix, e.TTL(), e.InsecureHTTP)
+	if e.TLS != nil {
+		k += " tls " + ref(e.TLS.CA) + " " + ref(e.TLS.Cert) + " " + ref(e.TLS.Key)
+	}
+	return k + " auth " + ref(e.Username) + " " + ref(e.Password)
+}

@@ -1,0 +1,236 @@
+package daemon
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/secret"
+	"github.com/cloudcron/scheduler/internal/state/etcdstore/etcdtest"
+	"github.com/cloudcron/scheduler/internal/vendors/emulator"
+)
+
+// clusterConfig is one replica's schedule: a notebook start every second
+// (idempotent) and a CMAK restart every two (not), against the shared
+// emulated cloud at url, with the run state in etcd.
+func clusterConfig(node, endpoint, url, projectID string) string {
+	return fmt.Sprintf(`version: 1
+timezone: UTC
+audit: {path: audit.jsonl}
+state: {dir: state}
+defaults:
+  timeout: 2s
+  catchup: 30s
+  retry: {initial_interval: 50ms, max_interval: 100ms, max_elapsed: 1s, max_attempts: 3}
+cluster:
+  node: %s
+  etcd: {endpoints: [%s], prefix: /test/, lease_ttl: 2s}
+accounts:
+  otc:
+    vendor: otc
+    region: eu-de
+    project_id: %s
+    access_key: {env: OTC_AK}
+    secret_key: {env: OTC_SK}
+    endpoints: {modelarts: %s, iam: %[4]s}
+  ncp:
+    vendor: ncp
+    region: KR
+    access_key: {env: NCP_AK}
+    secret_key: {env: NCP_SK}
+    endpoints: {cdss: %[4]s, dataforest: %[4]s}
+jobs:
+  - {name: nb-on, schedule: "* * * * * *", account: otc, action: modelarts.notebook.start, targets: [6fa459ea-ee8a-3ca4-894e-db77e160355e]}
+  - {name: cmak, schedule: "*/2 * * * * *", account: ncp, action: cdss.cmak.restart, targets: ["1484848"]}
+`, node, endpoint, projectID, url)
+}
+
+// TestClusterEachFireOnce: three replicas in one process share one etcd
+// and one emulated cloud. Each fire is claimed and run by exactly one
+// replica; a replica cut off etcd says so in its status and readiness,
+// claims nothing meanwhile, and resumes by itself; every record names its
+// node.
+func TestClusterEachFireOnce(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cloud := emulator.New(emulator.Options{TransitionDelay: -1})
+	cloud.Inject(emulator.Fault{Kind: emulator.FaultDelay, Delay: 100 * time.Millisecond})
+	if err := cloud.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cloud.Close() })
+	creds := cloud.Credentials()
+	res := secret.Resolver{LookupEnv: func(k string) (string, bool) {
+		v, ok := map[string]string{"OTC_AK": creds.OTCAccessKey, "OTC_SK": creds.OTCSecretKey,
+			"NCP_AK": creds.NCPAccessKey, "NCP_SK": creds.NCPSecretKey}[k]
+		return v, ok
+	}}
+	px := etcdtest.NewProxy(t, strings.TrimPrefix(srv.Endpoint(), "http://"))
+	type replica struct {
+		node, audit string
+		d           *Daemon
+	}
+	var rs []*replica
+	for i, node := range []string{"a", "b", "c"} {
+		ep := srv.Endpoint()
+		if i == 2 {
+			ep = px.Endpoint() // c is cut off below
+		}
+		dir := t.TempDir()
+		path := filepath.Join(dir, "config.yaml")
+		writeConfig(t, path, clusterConfig(node, ep, cloud.URL(), creds.OTCProjectID))
+		d, err := Start(Options{ConfigPath: path, Log: zerolog.Nop(), Resolver: res, Grace: 5 * time.Second})
+		if err != nil {
+			t.Fatalf("start replica %s: %v", node, err)
+		}
+		r := &replica{node: node, audit: filepath.Join(dir, "audit.jsonl"), d: d}
+		rs = append(rs, r)
+		t.Cleanup(func() {
+			if r.d != nil {
+				_ = r.d.Shutdown()
+			}
+		})
+	}
+	began := time.Now()
+	finals := func() map[string][]string { // run id -> nodes with a final attempt record
+		out := map[string][]string{}
+		for _, r := range rs {
+			recs, _ := audit.ReadAll(r.audit)
+			for _, rec := range recs {
+				if rec.Event == audit.EventAttempt && rec.Outcome != audit.OutcomeRetry {
+					out[rec.RunID] = append(out[rec.RunID], r.node)
+				}
+			}
+		}
+		return out
+	}
+	waitFor := func(what string, d time.Duration, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out after %v waiting until %s", d, what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("6 fires are done", 20*time.Second, func() bool { return len(finals()) >= 6 })
+
+	// Cut c off etcd: within the lease TTL and the client's keep-alive it
+	// knows, and says so.
+	px.Cut()
+	cut := time.Now()
+	c := rs[2].d
+	waitFor("c reports it is cut off", 10*time.Second, func() bool { return strings.Contains(c.Status().String(), "cut off from etcd") })
+	t.Logf("c noticed the cut after %v: %s", time.Since(cut).Round(time.Millisecond), c.Status())
+	if ok, why := c.ready(""); ok || !strings.Contains(why, "cut off from etcd") {
+		t.Errorf("c.ready() = %v, %q while cut off; want not ready, saying why", ok, why)
+	}
+	before := len(finals())
+	waitFor("3 more fires are done by a and b", 20*time.Second, func() bool { return len(finals()) >= before+3 })
+	px.Restore()
+	waitFor("c is back", 30*time.Second, func() bool { return !strings.Contains(c.Status().String(), "cut off") })
+	if ok, why := c.ready(""); !ok {
+		t.Errorf("c.ready() = false (%s) after etcd is back", why)
+	}
+	before = len(finals())
+	waitFor("3 more fires are done", 20*time.Second, func() bool { return len(finals()) >= before+3 })
+
+	// Stop b cleanly: its session goes at once; a and c carry on.
+	if err := rs[1].d.Shutdown(); err != nil {
+		t.Errorf("b: Shutdown: %v", err)
+	}
+	rs[1].d = nil
+	before = len(finals())
+	waitFor("3 more fires are done by a and c", 20*time.Second, func() bool { return len(finals()) >= before+3 })
+	for _, r := range rs {
+		if r.d != nil {
+			if err := r.d.Shutdown(); err != nil {
+				t.Errorf("%s: Shutdown: %v", r.node, err)
+			}
+			r.d = nil
+		}
+	}
+
+	// Every fire ran on one replica: one final record in all the logs
+	// together (or, for a restart whose claimer was cut off mid-call,
+	// none and an unknown recovery by a survivor), never two; a restart
+	// reached the cloud at most once; and every vendor call has its
+	// attempt record in the log of the replica that made it.
+	type fire struct {
+		finals, attempts, recovers []string // nodes
+		skips                      []string
+	}
+	fires := map[string]*fire{}
+	get := func(id string) *fire {
+		if fires[id] == nil {
+			fires[id] = &fire{}
+		}
+		return fires[id]
+	}
+	attempts := 0
+	for _, r := range rs {
+		recs, _ := audit.ReadAll(r.audit)
+		for _, rec := range recs {
+			switch {
+			case rec.Event == audit.EventAttempt:
+				attempts++
+				get(rec.RunID).attempts = append(get(rec.RunID).attempts, r.node)
+				if rec.Outcome != audit.OutcomeRetry {
+					get(rec.RunID).finals = append(get(rec.RunID).finals, r.node)
+				}
+			case rec.Event == audit.EventRecover:
+				get(rec.RunID).recovers = append(get(rec.RunID).recovers, r.node)
+			case rec.Event == audit.EventSkip:
+				get(rec.RunID).skips = append(get(rec.RunID).skips, r.node)
+			}
+		}
+	}
+	byNode := map[string]int{}
+	for id, f := range fires {
+		switch {
+		case len(f.finals) > 1:
+			t.Errorf("fire %s has final records from %v; want one replica", id, f.finals)
+		case len(f.finals) == 0 && len(f.recovers) == 0 && len(f.skips) == 0:
+			t.Errorf("fire %s has attempts %v but neither an outcome nor a recovery", id, f.attempts)
+		}
+		if strings.HasPrefix(id, "cmak@") && len(f.attempts) > 1 {
+			t.Errorf("restart %s was attempted %d times (%v); want at most once", id, len(f.attempts), f.attempts)
+		}
+		if len(f.skips) > 0 && len(f.finals) > 0 {
+			t.Errorf("fire %s was run by %v and audited skipped by %v", id, f.finals, f.skips)
+		}
+		if len(f.finals) == 1 {
+			byNode[f.finals[0]]++
+		}
+	}
+	reqs := 0
+	for _, q := range cloud.Requests() {
+		if q.Action == "modelarts.notebook.start" || q.Action == "cdss.cmak.restart" {
+			reqs++
+		}
+	}
+	if reqs != attempts {
+		t.Errorf("%d vendor requests and %d attempt records in the replicas' logs; want one each", reqs, attempts)
+	}
+	t.Logf("%d fires in %v, run by replica: %v", len(fires), time.Since(began).Round(time.Millisecond), byNode)
+	for _, r := range rs {
+		recs, err := audit.ReadAll(r.audit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs {
+			if rec.Node != r.node {
+				t.Errorf("%s's audit log has a record of node %q: %+v", r.node, rec.Node, rec)
+				break
+			}
+		}
+		if _, err := audit.Verify(r.audit); err != nil {
+			t.Errorf("%s's audit log does not verify: %v", r.node, err)
+		}
+	}
+}
