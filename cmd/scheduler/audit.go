@@ -61,7 +61,10 @@ func (e env) cmdAudit(args []string) int {
 	if len(args) > 0 && args[0] == "repair" {
 		return e.cmdAuditRepair(args[1:])
 	}
-	fs, cfg, _ := e.flags("audit", "audit [--config PATH | --path P] [--job NAME] [--since RFC3339|DURATION] [--outcome O] [--json]\n       scheduler audit verify [--config PATH | --path P]\n       scheduler audit repair --config PATH [--reason TEXT]\n\nLists audit records, oldest first, from the rotated files and the live file.")
+	if len(args) > 0 && args[0] == "merge" {
+		return e.cmdAuditMerge(args[1:])
+	}
+	fs, cfg, _ := e.flags("audit", "audit [--config PATH | --path P] [--job NAME] [--since RFC3339|DURATION] [--outcome O] [--json]\n       scheduler audit verify [--config PATH | --path P]\n       scheduler audit repair --config PATH [--reason TEXT]\n       scheduler audit merge [--json] [--job NAME] LOG LOG...\n\nLists audit records, oldest first, from the rotated files and the live file.")
 	logPath := e.auditPathFlags(fs, cfg)
 	job := fs.String("job", "", "only records of this job")
 	since := fs.String("since", "", "only records at or after this time: RFC3339, or a duration back from now such as 24h, 90m or 7d")

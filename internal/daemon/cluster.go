@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,10 @@ func openRunState(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger,
 		return s, al, nil, err
 	}
 	c := cfg.Cluster
+	// state.dir keeps what is this host's own (the control socket).
+	if err := os.MkdirAll(cfg.State.Dir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("create state.dir: %w", err)
+	}
 	aopts.Node = c.Node
 	al, err := audit.OpenWith(cfg.Audit.Path, aopts)
 	if err != nil {
@@ -281,12 +286,13 @@ func (d *Daemon) recoverOrphans() {
 func (d *Daemon) campaign() {
 	c := d.cl
 	for {
+		changed := c.store.Changed() // before Session: a change between the two wakes us
 		sess, err := c.store.Session()
 		if err != nil {
 			select {
 			case <-c.stop:
 				return
-			case <-c.store.Changed():
+			case <-changed:
 				continue
 			}
 		}
@@ -321,7 +327,7 @@ func (d *Daemon) campaign() {
 		if _, err := d.catchUp(cfg, d.now(), nil); err != nil {
 			d.log.Error().Err(err).Msg("cluster: catch-up as the new leader failed")
 		}
-		<-ctx.Done()
+		d.leaderLoop(ctx)
 		c.mu.Lock()
 		c.leader = false
 		c.mu.Unlock()
@@ -355,4 +361,136 @@ func clusterKey(c *schedule.Cluster) string {
 		k += " tls " + ref(e.TLS.CA) + " " + ref(e.TLS.Cert) + " " + ref(e.TLS.Key)
 	}
 	return k + " auth " + ref(e.Username) + " " + ref(e.Password)
+}
+
+// Catch-up while leading: fires that no replica claimed although the
+// leader kept its session (etcd restarted or was unreachable for less
+// than the lease TTL, so nobody was re-elected) are caught up every
+// leaderCatchUpEvery; fires due in the last leaderCatchUpGrace are left to
+// the engines, which claim them themselves.
+const (
+	leaderCatchUpEvery = 5 * time.Second
+	leaderCatchUpGrace = 2 * time.Second
+	doneMarkersGCEvery = 10 * time.Minute
+	doneMarkersKept    = 48 * time.Hour
+)
+
+// leaderLoop runs the leader's periodic catch-up until ctx ends.
+func (d *Daemon) leaderLoop(ctx context.Context) {
+	t := time.NewTicker(leaderCatchUpEvery)
+	defer t.Stop()
+	lastGC := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(lastGC) > doneMarkersGCEvery {
+			lastGC = time.Now()
+			if n, err := d.cl.store.ForgetDone(d.now().Add(-doneMarkersKept)); err != nil {
+				d.cl.log.Warn().Err(err).Msg("cluster: dropping old done markers failed; retrying later")
+			} else if n > 0 {
+				d.cl.log.Debug().Int("markers", n).Msg("cluster: dropped old done markers")
+			}
+		}
+		d.mu.Lock()
+		cfg := d.plan.cfg
+		d.mu.Unlock()
+		now := d.now()
+		skip := map[string]bool{}
+		for _, j := range cfg.Jobs {
+			if state.Plan(j.Spec, d.store.Job(j.Name), now.Add(-leaderCatchUpGrace), j.CatchupD).Empty() {
+				skip[j.Name] = true
+			}
+		}
+		if len(skip) == len(cfg.Jobs) {
+			continue
+		}
+		d.cl.log.Warn().Int("jobs", len(cfg.Jobs)-len(skip)).Msg("cluster: fires no replica claimed (etcd was unreachable); catching up")
+		if _, err := d.catchUp(cfg, now, skip); err != nil {
+			d.log.Error().Err(err).Msg("cluster: the leader's catch-up failed")
+		}
+	}
+}
+
+// claimCluster claims c in etcd. While etcd does not answer (it restarts,
+// or this replica is cut off) it tries again until deadline, the job's
+// next fire: the fire then runs late on the first replica that reaches
+// etcd, rather than on none. A refusal (done, or claimed by another
+// replica) is final.
+func (d *Daemon) claimCluster(c state.Claim, deadline time.Time) (bool, error) {
+	retry := 100 * time.Millisecond
+	for {
+		changed := d.cl.store.Changed()
+		ok, err := d.store.Claim(c)
+		if err == nil || errors.Is(err, state.ErrClosed) || errors.Is(err, audit.ErrClosed) {
+			return ok, err
+		}
+		if !time.Now().Add(retry).Before(deadline) {
+			d.goSettleUnclaimed(c)
+			return ok, err
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-d.ctx.Done():
+			t.Stop()
+			return false, err
+		case <-d.cl.stop:
+			t.Stop()
+			return false, err
+		case <-changed: // the session is back: try now
+			t.Stop()
+		case <-t.C:
+		}
+		retry = min(2*retry, time.Second)
+	}
+}
+
+// unclaimedFor bounds how long a replica keeps trying to account for a
+// fire it gave up (SettleUnclaimed) while etcd does not answer.
+const unclaimedFor = 10 * time.Minute
+
+// goSettleUnclaimed audits a fire that this replica could not claim before
+// the job's next fire as missed, once etcd answers, unless a replica ran
+// it or another already audited it: no fire goes without a record because
+// etcd was away.
+func (d *Daemon) goSettleUnclaimed(c state.Claim) {
+	c.Records = nil
+	for _, t := range c.Intent.Targets {
+		c.Records = append(c.Records, audit.Record{Time: d.now().UTC(), Event: audit.EventMissed, Job: c.Job, RunID: c.Intent.RunID,
+			Scheduled: c.Intent.Scheduled, Action: c.Intent.Action, Account: c.Intent.Account, Target: t, Outcome: audit.OutcomeMissed,
+			Detail: "no replica could claim the fire before the job's next fire: etcd did not answer"})
+	}
+	cl := d.cl
+	cl.wg.Add(1)
+	go func() {
+		defer cl.wg.Done()
+		until := time.Now().Add(unclaimedFor)
+		retry := 200 * time.Millisecond
+		for time.Now().Before(until) {
+			for i := range c.Records {
+				c.Records[i].Time = d.now().UTC()
+			}
+			mine, err := cl.store.SettleUnclaimed(c.Intent.RunID, c.Intent.Scheduled, c.Records)
+			if err == nil {
+				if mine {
+					d.log.Warn().Str("job", c.Job).Time("scheduled", c.Intent.Scheduled).
+						Msg("cluster: no replica could claim the fire before the next one (etcd did not answer); audited missed")
+				}
+				return
+			}
+			if errors.Is(err, state.ErrClosed) {
+				return
+			}
+			t := time.NewTimer(retry)
+			select {
+			case <-cl.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			retry = min(2*retry, 2*time.Second)
+		}
+	}()
 }

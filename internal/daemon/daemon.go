@@ -518,7 +518,7 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 		d.settleMissed(j, scheduled, true, missed, fmt.Sprintf("superseded: too late to run, the next fire at %s is due", next.Format(time.RFC3339)))
 		return
 	}
-	out := d.exec.FireWith(d.ctx, j, scheduled, next, d.claim(j, scheduled, reissue != nil, missed, began))
+	out := d.exec.FireWith(d.ctx, j, scheduled, next, d.claim(j, scheduled, next, reissue != nil, missed, began))
 	if out.NotRun && d.cl != nil && missed == nil {
 		d.log.Debug().Str("job", name).Time("scheduled", scheduled).Msg("fire claimed by another replica, or done")
 		return

@@ -278,7 +278,7 @@ func (d *Daemon) goFire(name string, scheduled time.Time, reissue []string, miss
 // run when it is already done (also after the clock went backwards) or in
 // flight; a re-issue (reissue) runs despite its own intent, left in flight
 // by a crash, which it replaces.
-func (d *Daemon) claim(j *executor.Job, scheduled time.Time, reissue bool, missed *catchUpMissed, began func()) executor.BeginFunc {
+func (d *Daemon) claim(j *executor.Job, scheduled, next time.Time, reissue bool, missed *catchUpMissed, began func()) executor.BeginFunc {
 	return func(runRecords []audit.Record) (bool, error) {
 		if began != nil {
 			defer began()
@@ -304,14 +304,26 @@ func (d *Daemon) claim(j *executor.Job, scheduled time.Time, reissue bool, misse
 		if missed != nil {
 			crashPoint("catchup-before-claim")
 		}
-		ok, err := d.store.Claim(c)
+		var ok bool
+		var err error
+		if d.cl != nil {
+			ok, err = d.claimCluster(c, next.Add(-minRunway))
+		} else {
+			ok, err = d.store.Claim(c)
+		}
 		if ok && missed != nil {
 			crashPoint("catchup-claimed")
 		}
 		switch {
-		case errors.Is(err, etcdstore.ErrNoSession):
-			d.log.Warn().Str("job", j.Name).Time("scheduled", scheduled).
-				Msg("cut off from etcd: not claiming the fire; a replica that reaches etcd runs it")
+		case err != nil && d.cl != nil && !errors.Is(err, audit.ErrClosed):
+			// Not claimed: a replica that reaches etcd runs the fire, or,
+			// if none does, the leader catches it up.
+			msg := "etcd did not answer the claim before the job's next fire: not running the fire here"
+			if errors.Is(err, etcdstore.ErrNoSession) {
+				msg = "cut off from etcd: not claiming the fire; a replica that reaches etcd runs it"
+			}
+			d.log.Warn().Err(err).Str("job", j.Name).Time("scheduled", scheduled).Msg(msg)
+			return false, nil
 		case err != nil:
 			d.log.Error().Err(err).Str("job", j.Name).Time("scheduled", scheduled).
 				Msg("cannot record the fire's intent; skipping the fire rather than acting unrecorded")

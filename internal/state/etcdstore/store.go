@@ -14,6 +14,7 @@
 //	P jobs/<job>        {"since", "last_done", "last_run_id"}: no lease
 //	P intents/<run id>  the fire's intent, until its outcome is recorded: no lease
 //	P claims/<run id>   the claimer's node name, with the claimer's lease
+//	P done/<run id>     the fire's scheduled time, once its outcome is recorded (see SettleUnclaimed, ForgetDone)
 //
 // The lease belongs to the replica's session (concurrency.Session) and is
 // kept alive while the replica runs and reaches etcd. When the replica dies
@@ -110,7 +111,10 @@ type Store struct {
 	sess   *concurrency.Session // nil while there is none
 	closed bool
 	cache  map[string]state.JobState // the last read of each job, for Job when etcd is unreachable
-	wake   chan struct{}             // closed and replaced when the session changes
+	// uncertain are the claims whose transaction got no answer, by run
+	// id: the intent they put, which a retry recognises as its own.
+	uncertain map[string]string
+	wake      chan struct{} // closed and replaced when the session changes
 }
 
 type jobValue struct {
@@ -152,7 +156,7 @@ func Open(opts Options) (*Store, error) {
 		cli: opts.Client, prefix: p, node: opts.Node, ttl: int((opts.TTL + time.Second - 1) / time.Second),
 		timeout: opts.Timeout, journal: opts.Journal, onSess: opts.OnSession,
 		log:   opts.Log.With().Str("component", "etcd").Logger(),
-		cache: map[string]state.JobState{}, wake: make(chan struct{}), done: make(chan struct{}),
+		cache: map[string]state.JobState{}, uncertain: map[string]string{}, wake: make(chan struct{}), done: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	sess, err := s.newSession()
@@ -261,6 +265,7 @@ func (s *Store) Node() string { return s.node }
 func (s *Store) jobKey(job string) string      { return s.prefix + "jobs/" + job }
 func (s *Store) intentKey(runID string) string { return s.prefix + "intents/" + runID }
 func (s *Store) claimKey(runID string) string  { return s.prefix + "claims/" + runID }
+func (s *Store) doneKey(runID string) string   { return s.prefix + "done/" + runID }
 
 func (s *Store) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, s.timeout)
@@ -516,6 +521,16 @@ func (s *Store) Claim(c state.Claim) (bool, error) {
 		claim := resp.Responses[2].GetResponseRange()
 		crev := modRev(claim)
 		mine := crev != 0 && clientv3.LeaseID(claim.Kvs[0].Lease) == sess.Lease()
+		if mine && irev != 0 && string(resp.Responses[1].GetResponseRange().Kvs[0].Value) == string(iv) && s.wasUncertain(in.RunID, iv) {
+			// An earlier attempt of this very claim failed to answer but
+			// was committed: it is ours.
+			cancel()
+			if err := s.journal.AppendBatch(c.Records); err != nil {
+				s.withdraw(c.Job, in.RunID, crev, resp)
+				return false, err
+			}
+			return true, nil
+		}
 		if irev != 0 && !c.Reissue || crev != 0 && !(c.Reissue && mine) {
 			cancel() // in flight, or claimed by another replica
 			return false, nil
@@ -538,8 +553,14 @@ func (s *Store) Claim(c state.Claim) (bool, error) {
 		tr, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		cancel()
 		if err != nil {
+			// It may have been committed all the same: a retry of this
+			// claim finds out (wasUncertain).
+			s.mu.Lock()
+			s.uncertain[in.RunID] = string(iv)
+			s.mu.Unlock()
 			return false, fmt.Errorf("etcdstore: claim %s: %w", in.RunID, err)
 		}
+		s.wasUncertain(in.RunID, nil)
 		if !tr.Succeeded {
 			if attempt == 20 {
 				return false, fmt.Errorf("etcdstore: claim %s: the job's records kept changing under the transaction", in.RunID)
@@ -637,7 +658,8 @@ func (s *Store) Done(job string, scheduled time.Time, runID string) error {
 			cancel()
 			return err
 		}
-		ops := []clientv3.Op{clientv3.OpDelete(s.intentKey(runID)), clientv3.OpDelete(s.claimKey(runID))}
+		ops := []clientv3.Op{clientv3.OpDelete(s.intentKey(runID)), clientv3.OpDelete(s.claimKey(runID)),
+			clientv3.OpPut(s.doneKey(runID), scheduled.UTC().Format(time.RFC3339Nano))}
 		if !scheduled.Before(v.LastDone) {
 			v.LastDone, v.LastRunID = scheduled, runID
 			b, _ := json.Marshal(v)
@@ -741,4 +763,74 @@ func (s *Store) Close() error {
 		return fmt.Errorf("etcdstore: close the session: %w", err)
 	}
 	return nil
+}
+
+// SettleUnclaimed accounts for a fire that no replica could claim before
+// the job's next fire (etcd did not answer): if the fire has neither an
+// outcome nor an intent in etcd, one transaction marks it done and this
+// replica writes records (missed) to its journal; true then. Of several
+// replicas that gave the same fire up, one writes the records; none does
+// if a replica ran it.
+func (s *Store) SettleUnclaimed(runID string, scheduled time.Time, records []audit.Record) (bool, error) {
+	if err := s.checkOpen(); err != nil {
+		return false, err
+	}
+	ik, dk := s.intentKey(runID), s.doneKey(runID)
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	tr, err := s.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(dk), "=", 0),
+		clientv3.Compare(clientv3.CreateRevision(ik), "=", 0),
+	).Then(clientv3.OpPut(dk, scheduled.UTC().Format(time.RFC3339Nano))).Commit()
+	if err != nil {
+		return false, fmt.Errorf("etcdstore: settle unclaimed %s: %w", runID, err)
+	}
+	if !tr.Succeeded {
+		return false, nil
+	}
+	return true, s.journal.AppendBatch(records)
+}
+
+// ForgetDone deletes the done markers of fires scheduled before before;
+// the leader calls it now and then so they do not pile up.
+func (s *Store) ForgetDone(before time.Time) (int, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, 4*s.timeout)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+"done/", clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var ops []clientv3.Op
+	flush := func() error {
+		if len(ops) == 0 {
+			return nil
+		}
+		_, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		ops = ops[:0]
+		return err
+	}
+	for _, kv := range resp.Kvs {
+		t, err := time.Parse(time.RFC3339Nano, string(kv.Value))
+		if err != nil || t.Before(before) {
+			ops = append(ops, clientv3.OpDelete(string(kv.Key)))
+			n++
+			if len(ops) == maxTxnOps {
+				if err := flush(); err != nil {
+					return n, err
+				}
+			}
+		}
+	}
+	return n, flush()
+}
+
+// wasUncertain reports whether the last attempt of the claim of runID got
+// no answer from etcd after putting intent iv, and forgets it.
+func (s *Store) wasUncertain(runID string, iv []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.uncertain[runID]
+	delete(s.uncertain, runID)
+	return ok && v == string(iv)
 }
