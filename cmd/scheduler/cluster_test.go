@@ -252,8 +252,13 @@ func TestClusterThreeReplicas(t *testing.T) {
 			case f == nil:
 				t.Errorf("fire %s has no record in any replica's log: lost", id)
 				continue
-			case len(f.finals) > 1:
+			case len(f.finals) > 1 && !(j.idempotent && len(f.run) > len(f.finals)-1 && len(f.run) > 1):
+				// Two outcomes only for a start or stop re-issued because
+				// its claimer lost etcd (or died) before recording its
+				// outcome there: the delivery rule.
 				t.Errorf("fire %s has %d final records: %s", id, len(f.finals), describe(f.finals))
+			case len(f.finals) > 1:
+				executed++
 			case len(f.finals) == 1:
 				executed++
 			case len(f.recovers) > 0:

@@ -153,7 +153,7 @@ func openCluster(c *schedule.Cluster, res secret.Resolver, log zerolog.Logger, a
 		_ = cli.Close()
 		return nil, fmt.Errorf("cluster: %w (endpoints %s)", err, strings.Join(c.Etcd.Endpoints, ", "))
 	}
-	cl.log.Info().Strs("endpoints", c.Etcd.Endpoints).Str("prefix", c.Etcd.Prefix).Dur("lease_ttl", cl.ttl).
+	cl.log.Info().Strs("endpoints", c.Etcd.Endpoints).Str("prefix", c.Etcd.Prefix).Dur("lease_ttl_ms", cl.ttl).
 		Msg("cluster: run state in etcd; this replica claims fires with its lease")
 	return cl, nil
 }
