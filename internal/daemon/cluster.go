@@ -19,6 +19,7 @@ import (
 	"github.com/cloudcron/scheduler/internal/secret"
 	"github.com/cloudcron/scheduler/internal/state"
 	"github.com/cloudcron/scheduler/internal/state/etcdstore"
+	"github.com/cloudcron/scheduler/internal/window"
 )
 
 // cluster is the daemon's part in a cluster of replicas sharing run state
@@ -35,6 +36,7 @@ type cluster struct {
 	prefix string
 
 	mu     sync.Mutex
+	led    bool // the last windows pass ran as leader
 	live   bool
 	since  time.Time // when live last changed
 	leader bool
@@ -493,4 +495,39 @@ func (d *Daemon) goSettleUnclaimed(c state.Claim) {
 			retry = min(2*retry, 2*time.Second)
 		}
 	}()
+}
+
+// passLeader: this replica was elected and reconciles the windows now.
+const passLeader = "leader"
+
+// windowsPass tells the reconciler whether to run its pass: only on the
+// leader. The first pass after an election reads every target (reason
+// passLeader), and each pass takes the overrides from etcd, where any
+// replica may have set or cleared one.
+func (c *cluster) windowsPass(r *reconciler, reason string) (string, bool) {
+	lead := c.isLeader()
+	c.mu.Lock()
+	first := lead && !c.led
+	c.led = lead
+	c.mu.Unlock()
+	if !lead {
+		return reason, false
+	}
+	if first {
+		reason = passLeader
+	}
+	if stored, err := c.store.Overrides(); err != nil {
+		c.log.Warn().Err(err).Msg("cluster: cannot read the overrides from etcd; reconciling with the last ones read")
+	} else {
+		var ovs []window.Override
+		for _, o := range stored {
+			if s, err := window.ParseState(o.State); err == nil {
+				ovs = append(ovs, window.Override{Window: o.Window, Target: o.Target, State: s, From: o.From, Until: o.Until})
+			}
+		}
+		r.mu.Lock()
+		r.overrides = ovs
+		r.mu.Unlock()
+	}
+	return reason, true
 }

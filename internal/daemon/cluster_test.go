@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudcron/scheduler/internal/audit"
 	"github.com/cloudcron/scheduler/internal/secret"
+	"github.com/cloudcron/scheduler/internal/state"
 	"github.com/cloudcron/scheduler/internal/state/etcdstore/etcdtest"
 	"github.com/cloudcron/scheduler/internal/vendors/emulator"
 )
@@ -233,4 +234,92 @@ func TestClusterEachFireOnce(t *testing.T) {
 			t.Errorf("%s's audit log does not verify: %v", r.node, err)
 		}
 	}
+}
+
+// TestClusterWindowsOnLeader: in a cluster only the elected replica
+// reconciles windows; when it stops, the next leader reconciles at once
+// (each replica here has its own sandbox cloud, so each one's cloud shows
+// what it did). An override set on one replica is kept in etcd and seen
+// by the others.
+func TestClusterWindowsOnLeader(t *testing.T) {
+	srv := etcdtest.Start(t)
+	monday10 := time.Date(2026, 6, 1, 10, 0, 0, 0, berlin)
+	type replica struct {
+		node, dir string
+		d         *Daemon
+	}
+	start := func(node string) *replica {
+		dir := t.TempDir()
+		cfg := "version: 1\ntimezone: Europe/Berlin\naudit: {path: audit.jsonl}\nstate: {dir: state}\n" +
+			"defaults: {timeout: 2s, verify_timeout: 20s}\n" +
+			"cluster:\n  node: " + node + "\n  etcd: {endpoints: [" + srv.Endpoint() + "], prefix: /win/, lease_ttl: 2s}\n" +
+			"accounts:\n  lab:\n    vendor: sandbox\nwindows:\n" + nbWindow
+		path := filepath.Join(dir, "scheduler.yaml")
+		writeConfig(t, path, cfg)
+		d, err := Start(Options{ConfigPath: path, Log: zerolog.Nop(), Now: func() time.Time { return monday10 }, Grace: 5 * time.Second})
+		if err != nil {
+			t.Fatalf("start %s: %v", node, err)
+		}
+		r := &replica{node: node, dir: dir, d: d}
+		t.Cleanup(func() {
+			if r.d != nil {
+				_ = r.d.Shutdown()
+			}
+		})
+		return r
+	}
+	reconciled := func(r *replica) int {
+		recs, _ := audit.ReadAll(filepath.Join(r.dir, "audit.jsonl"))
+		return len(count(recs, eventReconcile, "", nbID))
+	}
+	a, b := start("a"), start("b")
+	var leader, other *replica
+	deadline := time.Now().Add(15 * time.Second)
+	for leader == nil {
+		for _, r := range []*replica{a, b} {
+			if reconciled(r) > 0 {
+				leader = r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no replica reconciled the window in 15s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	other = a
+	if leader == a {
+		other = b
+	}
+	if !strings.Contains(leader.d.Status().String(), "cluster leader") {
+		t.Errorf("the reconciling replica's status = %q; want it to say leader", leader.d.Status())
+	}
+	if n := reconciled(other); n != 0 {
+		t.Fatalf("%s, not the leader, reconciled %d times", other.node, n)
+	}
+	// An override stored through one replica is in etcd for the other.
+	ost, err := other.d.overrideStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ost.SetOverride(state.Override{Window: "lab-notebooks", State: "on", From: monday10, Until: monday10.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := leader.d.store.(interface {
+		Overrides() ([]state.Override, error)
+	}).Overrides(); err != nil || len(got) != 1 {
+		t.Errorf("the leader reads overrides %+v, %v; want the one set through %s", got, err, other.node)
+	}
+
+	stopped := time.Now()
+	if err := leader.d.Shutdown(); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	leader.d = nil
+	for reconciled(other) == 0 {
+		if time.Since(stopped) > 10*time.Second {
+			t.Fatalf("%s did not reconcile within 10s of the leader stopping", other.node)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("%s reconciled %v after the leader stopped", other.node, time.Since(stopped).Round(time.Millisecond))
 }

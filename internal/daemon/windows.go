@@ -195,6 +195,12 @@ func (r *reconciler) pass(reason string) (time.Time, bool) {
 	}
 	defer r.d.leave(p)
 	cfg := p.cfg
+	if r.d.cl != nil {
+		var lead bool
+		if reason, lead = r.d.cl.windowsPass(r, reason); !lead {
+			return r.d.now().Add(time.Second), true // the leader reconciles; check again in a second
+		}
+	}
 	if len(cfg.Windows) == 0 {
 		r.mu.Lock()
 		r.targets = map[string]map[string]*targetState{}

@@ -14,6 +14,7 @@
 //	P jobs/<job>        {"since", "last_done", "last_run_id"}: no lease
 //	P intents/<run id>  the fire's intent, until its outcome is recorded: no lease
 //	P claims/<run id>   the claimer's node name, with the claimer's lease
+//	P overrides/<window>\x00<target>  a window's time-boxed override (state.Override)
 //	P done/<run id>     the fire's scheduled time, once its outcome is recorded (see SettleUnclaimed, ForgetDone)
 //
 // The lease belongs to the replica's session (concurrency.Session) and is
@@ -833,4 +834,64 @@ func (s *Store) wasUncertain(runID string, iv []byte) bool {
 	v, ok := s.uncertain[runID]
 	delete(s.uncertain, runID)
 	return ok && v == string(iv)
+}
+
+func (s *Store) overrideKey(window, target string) string {
+	return s.prefix + "overrides/" + window + "\x00" + target
+}
+
+// Overrides returns the windows' overrides, ended ones included, sorted by
+// window and target.
+func (s *Store) Overrides() ([]state.Override, error) {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+"overrides/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("etcdstore: read overrides: %w", err)
+	}
+	var out []state.Override
+	for _, kv := range resp.Kvs {
+		var o state.Override
+		if err := json.Unmarshal(kv.Value, &o); err != nil {
+			return nil, fmt.Errorf("etcdstore: override %q: %w", kv.Key, err)
+		}
+		out = append(out, o)
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].Window != out[b].Window {
+			return out[a].Window < out[b].Window
+		}
+		return out[a].Target < out[b].Target
+	})
+	return out, nil
+}
+
+// SetOverride stores o, replacing an override of the same window and
+// target.
+func (s *Store) SetOverride(o state.Override) error {
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	v, _ := json.Marshal(o)
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	if _, err := s.cli.Put(ctx, s.overrideKey(o.Window, o.Target), string(v)); err != nil {
+		return fmt.Errorf("etcdstore: store override: %w", err)
+	}
+	return nil
+}
+
+// ClearOverride removes the override of window and target and reports
+// whether there was one.
+func (s *Store) ClearOverride(window, target string) (bool, error) {
+	if err := s.checkOpen(); err != nil {
+		return false, err
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	resp, err := s.cli.Delete(ctx, s.overrideKey(window, target))
+	if err != nil {
+		return false, fmt.Errorf("etcdstore: clear override: %w", err)
+	}
+	return resp.Deleted > 0, nil
 }

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) Opener) {
 		{"ReissueAfterRestart", testReissueAfterRestart},
 		{"DoneAfterRestart", testDoneAfterRestart},
 		{"SurvivesRestart", testSurvivesRestart},
+		{"Overrides", testOverrides},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
@@ -440,5 +441,47 @@ func testClosed(t *testing.T, e *env) {
 	}
 	if err := closed.Done("j", base, runID("j", base)); !errors.Is(err, state.ErrClosed) {
 		t.Errorf("Done on a closed run state = %v; want ErrClosed", err)
+	}
+}
+
+// overrides is the part of a run state that keeps the windows' overrides.
+type overrides interface {
+	Overrides() ([]state.Override, error)
+	SetOverride(state.Override) error
+	ClearOverride(window, target string) (bool, error)
+}
+
+func testOverrides(t *testing.T, e *env) {
+	rs := e.start(t)
+	ov, ok := rs.(overrides)
+	if !ok {
+		t.Fatalf("%T keeps no overrides", rs)
+	}
+	a := state.Override{Window: "lab", State: "on", From: base, Until: base.Add(time.Hour)}
+	b := state.Override{Window: "lab", Target: "nb-1", State: "off", From: base, Until: base.Add(2 * time.Hour)}
+	for _, o := range []state.Override{b, a} {
+		if err := ov.SetOverride(o); err != nil {
+			t.Fatalf("SetOverride: %v", err)
+		}
+	}
+	a.State = "off" // replaces the window's
+	if err := ov.SetOverride(a); err != nil {
+		t.Fatal(err)
+	}
+	rs = e.restart(t)
+	ov = rs.(overrides)
+	got, err := ov.Overrides()
+	if err != nil || len(got) != 2 || got[0].Target != "" || got[0].State != "off" || got[1].Target != "nb-1" ||
+		!got[1].Until.Equal(b.Until) {
+		t.Fatalf("Overrides() after a restart = %+v, %v; want the window's (off) then nb-1's", got, err)
+	}
+	if found, err := ov.ClearOverride("lab", "nb-1"); !found || err != nil {
+		t.Errorf("ClearOverride = %v, %v; want true", found, err)
+	}
+	if found, err := ov.ClearOverride("lab", "nb-1"); found || err != nil {
+		t.Errorf("ClearOverride again = %v, %v; want false", found, err)
+	}
+	if got, _ := ov.Overrides(); len(got) != 1 {
+		t.Errorf("Overrides() after clearing one = %+v; want 1", got)
 	}
 }
