@@ -126,6 +126,8 @@ type Daemon struct {
 	windows   *reconciler      // keeps windows' targets in their desired state (windows.go)
 	metrics   *observe.Metrics
 	notifier  *notify.Notifier
+	savedStop chan struct{} // stops the saved-hours ticker (observe.go)
+	savedDone chan struct{}
 	httpMu    sync.Mutex
 	http      *observe.Server // http.listen; nil when absent or not bound
 	httpAddr  string          // the http.listen it was started for
@@ -399,6 +401,7 @@ func Start(opts Options) (*Daemon, error) {
 	d.startWindows()
 	d.startControl(cfg.State.Dir)
 	d.setHTTP(cfg.HTTP)
+	d.startSaved()
 	st := d.Status()
 	log.Info().Str("config", opts.ConfigPath).Int("jobs", len(cfg.Jobs)).Str("audit", cfg.Audit.Path).
 		Str("next", st.String()).Msg("scheduler started")

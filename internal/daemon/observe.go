@@ -56,6 +56,19 @@ func (d *Daemon) setNotify(cfg *schedule.Config) {
 	d.notifier.Configure(out)
 }
 
+// savedEvery is how often saved_hours_total counts the window targets
+// kept off.
+const savedEvery = 30 * time.Second
+
+// startSaved counts saved hours until stopSaved.
+func (d *Daemon) startSaved() {
+	d.savedStop, d.savedDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(d.savedDone)
+		d.metrics.RunSaved(d.savedStop, savedEvery, d.Snapshot)
+	}()
+}
+
 // Metrics returns the daemon's Prometheus metrics, for what feeds them
 // outside the record stream (the window reconciler's AddSavedHours).
 func (d *Daemon) Metrics() *observe.Metrics { return d.metrics }
@@ -133,6 +146,10 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, _ *http.Request) {
 // stopControl stops the HTTP listener and closes the control socket and removes it, letting requests
 // in progress finish for up to 5 seconds.
 func (d *Daemon) stopControl() error {
+	if d.savedStop != nil {
+		close(d.savedStop)
+		<-d.savedDone
+	}
 	d.setHTTP(schedule.HTTPConfig{})
 	nctx, ncancel := context.WithTimeout(context.Background(), 3*time.Second)
 	d.notifier.Close(nctx)

@@ -29,7 +29,7 @@ const manualTrigger = "manual trigger"
 //     window_desired_state, window_actual_state, overrides_active (the
 //     window reconciler fills Status.Windows and Status.Overrides, and
 //     the metrics follow);
-//   - AddSavedHours, for the window reconciler's savings estimate.
+//   - CountSaved (the daemon's ticker) and AddSavedHours: saved_hours_total.
 type Metrics struct {
 	reg *prometheus.Registry
 
@@ -245,4 +245,34 @@ func onOff(s string) (float64, bool) {
 		return 0, true
 	}
 	return 0, false
+}
+
+// CountSaved adds dt to saved_hours_total{window} for every window target
+// that st shows off and meant to be off: the hours a window kept a target
+// off. The daemon calls it on a ticker (RunSaved).
+func (m *Metrics) CountSaved(st Status, dt time.Duration) {
+	for _, w := range st.Windows {
+		n := 0
+		for _, t := range w.Targets {
+			if t.Desired == "off" && t.Actual == "off" {
+				n++
+			}
+		}
+		m.AddSavedHours(w.Name, float64(n)*dt.Hours())
+	}
+}
+
+// RunSaved calls CountSaved with status() every period until stop is
+// closed.
+func (m *Metrics) RunSaved(stop <-chan struct{}, period time.Duration, status func() Status) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+			m.CountSaved(status(), period)
+		}
+	}
 }

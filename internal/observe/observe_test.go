@@ -278,3 +278,19 @@ func TestServerEndpoints(t *testing.T) {
 		t.Errorf("/nothing = %d; want 404", c)
 	}
 }
+
+func TestCountSaved(t *testing.T) {
+	m := NewMetrics("x")
+	st := Status{Windows: []Window{
+		{Name: "lab", Targets: []WindowTarget{{Desired: "off", Actual: "off"}, {Desired: "off", Actual: "on"}, {Desired: "off", Actual: "off"}, {Desired: "on", Actual: "off"}}},
+		{Name: "db", Targets: []WindowTarget{{Desired: "on", Actual: "on"}}},
+	}}
+	m.CountSaved(st, 30*time.Minute)
+	m.CountSaved(st, 30*time.Minute)
+	if got := testutil.ToFloat64(m.savedHours.WithLabelValues("lab")); got != 2 {
+		t.Errorf("saved hours of lab = %v; want 2 (two targets kept off for an hour)", got)
+	}
+	if n := testutil.CollectAndCount(m.savedHours); n != 1 {
+		t.Errorf("%d saved_hours_total series; want only lab's (db saved nothing)", n)
+	}
+}
