@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -414,6 +415,10 @@ func Start(opts Options) (*Daemon, error) {
 	if opts.Started != nil {
 		opts.Started(d)
 	}
+	// Loading a large schedule leaves garbage several times the size of
+	// what stays; hand its pages back to the system now rather than keep
+	// them resident until the heap grows into them.
+	go debug.FreeOSMemory()
 	return d, nil
 }
 
@@ -748,6 +753,7 @@ func (d *Daemon) Reload(force bool) {
 	d.log.Info().Strs("added", added).Strs("removed", removed).Strs("changed", changed).Int("unchanged", len(kept)).Msg("config reloaded")
 	d.windows.poke(passReload)
 	d.appendReload("success", diff)
+	go debug.FreeOSMemory() // the old plan's and the parse's garbage (see Start)
 	d.setHTTP(cfg.HTTP)
 	d.setNotify(cfg)
 }
