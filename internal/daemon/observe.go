@@ -20,6 +20,7 @@ func (d *Daemon) startObserve() {
 	d.metrics = observe.NewMetrics(Version())
 	d.metrics.Loaded(d.started)
 	d.metrics.SetStatus(d.Snapshot)
+	d.metrics.SetAuditErrors(func() uint64 { return d.audit.Health().WriteErrors })
 	d.notifier = notify.New(notify.Options{Log: d.opts.Log, Audit: d.audit.Append, Now: d.now})
 	sinks := []observe.Sink{d.tracker, d.metrics, d.notifier}
 	sinks = append(sinks, d.opts.Sinks...)

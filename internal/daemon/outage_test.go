@@ -89,4 +89,18 @@ jobs:
 	if _, err := audit.Verify(auditPath); err != nil {
 		t.Errorf("Verify = %v", err)
 	}
+	// /metrics counts every failed write and fsync the log counted.
+	mfs, err := d.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64 = -1
+	for _, mf := range mfs {
+		if mf.GetName() == "scheduler_audit_write_errors_total" {
+			got = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if want := d.audit.Health().WriteErrors; want < 1 || got != float64(want) {
+		t.Errorf("scheduler_audit_write_errors_total = %v; want the audit log's count of failed writes, %d (at least 1)", got, want)
+	}
 }

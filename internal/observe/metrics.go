@@ -74,7 +74,7 @@ func NewMetrics(version string) *Metrics {
 	m.reloadTime = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "config_last_reload_success_timestamp_seconds",
 		Help: "When the config was last loaded successfully (Unix time)."})
 	m.auditErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "audit_write_errors_total",
-		Help: "Audit log writes that failed."})
+		Help: "Audit log writes and fsyncs that failed."})
 	m.notifyFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "notify_failures_total",
 		Help: "Notifications given up on after their retries (event: notify records)."}, []string{"notify"})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
@@ -101,6 +101,15 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // status.
 func (m *Metrics) SetStatus(status func() Status) {
 	m.reg.MustRegister(&statusCollector{status: status})
+}
+
+// SetAuditErrors makes audit_write_errors_total read the audit log's own
+// count of failed writes and fsyncs (every retry of a full disk counts),
+// rather than the failed batches the record stream happens to carry.
+func (m *Metrics) SetAuditErrors(count func() uint64) {
+	m.reg.Unregister(m.auditErrors)
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "scheduler", Name: "audit_write_errors_total",
+		Help: "Audit log writes and fsyncs that failed."}, func() float64 { return float64(count()) }))
 }
 
 // Loaded records a successful config load at t (the daemon's start).
