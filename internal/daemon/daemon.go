@@ -377,9 +377,24 @@ func Start(opts Options) (*Daemon, error) {
 	// The re-issues and catch-up fires run in the background, but each is
 	// claimed (its intent durable) before READY=1: a daemon killed right
 	// after it said ready finds them in its run state on the next start.
+	//
+	// Recovery decided at its own instant that each re-issue was still
+	// current; start-up may have taken long enough since for the job's next
+	// fire to be due or imminent. Such a re-issue is settled missed instead,
+	// and catch-up, planned at the same instant as this check, runs the newer
+	// fire: a fire due between recovery and the engine's start belongs to
+	// catch-up, never to nobody.
 	reissued := map[string]bool{}
 	var claims []<-chan struct{}
+	caughtAt := opts.Now()
 	for _, r := range reissue {
+		if j := cfg.Job(r.job); j != nil && j.Spec.Next(r.scheduled).Sub(caughtAt) < minRunway {
+			if err := d.supersedeReissue(r, caughtAt, j.Spec.Next(r.scheduled)); err != nil {
+				d.runner.Stop()
+				return fail(err)
+			}
+			continue
+		}
 		claims = append(claims, d.goFire(r.job, r.scheduled, r.targets, nil))
 		reissued[r.job] = true
 	}
@@ -388,7 +403,7 @@ func Start(opts Options) (*Daemon, error) {
 		// Catch-up runs on the elected leader; recovery of fires left by
 		// other replicas on every one.
 		d.startCluster()
-	} else if caught, err = d.catchUp(cfg, opts.Now(), reissued); err != nil {
+	} else if caught, err = d.catchUp(cfg, caughtAt, reissued); err != nil {
 		d.runner.Stop()
 		return fail(err)
 	}
@@ -504,10 +519,16 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 	}
 	now := d.now()
 	// Retries stop at the job's next fire; a late fire (catch-up, a slow
-	// start) still gets until the next fire after now.
+	// start) still gets until the next fire after now. A re-issue does
+	// not: the job's next fire supersedes it, and runs on time rather than
+	// be skipped behind it.
 	next := cj.Spec.Next(scheduled)
-	if n := cj.Spec.Next(now); n.After(next) {
+	if n := cj.Spec.Next(now); n.After(next) && reissue == nil {
 		next = n
+	}
+	if reissue != nil && next.Sub(now) < minRunway {
+		d.settleMissed(j, scheduled, true, nil, fmt.Sprintf("interrupted by a restart; not re-issued: a newer fire of the job is due at %s", next.Format(time.RFC3339)))
+		return
 	}
 	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag_ms", now.Sub(scheduled)).Msg("fire")
 	if reissue == nil && next.Sub(now) < minRunway && d.cl.isLeader() && d.mayRun(j, scheduled) {

@@ -28,6 +28,7 @@ type reissueFire struct {
 	job       string
 	scheduled time.Time
 	targets   []string
+	pending   state.PendingIntent // the intent, its targets the open ones
 }
 
 // recoverPending settles the intents a crash left without outcome, before
@@ -84,7 +85,7 @@ func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) ([]reissueF
 		case dec.Reissue && j != nil && j.Action == p.Action && p.Scheduled.Equal(newest[p.Job]) &&
 			now.Sub(p.Scheduled) <= j.CatchupD && !j.Spec.Next(p.Scheduled).Before(now):
 			d.log.Warn().Str("job", p.Job).Str("run_id", p.RunID).Strs("targets", open).Msg(dec.Message)
-			reissue = append(reissue, reissueFire{job: p.Job, scheduled: p.Scheduled, targets: open})
+			reissue = append(reissue, reissueFire{job: p.Job, scheduled: p.Scheduled, targets: open, pending: p})
 			continue
 		case dec.Reissue:
 			reason := "interrupted by a restart; not re-issued: "
@@ -112,6 +113,19 @@ func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) ([]reissueF
 		}
 	}
 	return reissue, nil
+}
+
+// supersedeReissue settles re-issue r as missed at now: the job's next
+// fire, at next, is due or too close for the re-issue to be worth
+// starting, and runs instead.
+func (d *Daemon) supersedeReissue(r reissueFire, now, next time.Time) error {
+	reason := fmt.Sprintf("interrupted by a restart; not re-issued: a newer fire of the job is due at %s", next.Format(time.RFC3339))
+	d.log.Warn().Str("job", r.job).Str("run_id", r.pending.RunID).Msg(reason)
+	dec := state.Decision{Outcome: audit.OutcomeMissed, Detail: reason, Message: reason}
+	if err := d.store.Settle(r.job, r.scheduled, r.pending.RunID, dec.Records(r.pending, now)); err != nil {
+		return fmt.Errorf("audit recovery of %s: %w", r.pending.RunID, err)
+	}
+	return nil
 }
 
 // finishedTargets reads the newest two files of the audit log and returns,
