@@ -426,8 +426,8 @@ func (d *Daemon) claimCluster(c state.Claim, deadline time.Time) (bool, error) {
 	for {
 		changed := d.cl.store.Changed()
 		ok, err := d.store.Claim(c)
-		if err == nil || errors.Is(err, state.ErrClosed) || errors.Is(err, audit.ErrClosed) {
-			return ok, err
+		if err == nil || errors.Is(err, state.ErrClosed) || errors.Is(err, audit.ErrClosed) || d.audit.Err() != nil {
+			return ok, err // done, or the audit log refused the records: not etcd's doing
 		}
 		if !time.Now().Add(retry).Before(deadline) {
 			d.goSettleUnclaimed(c)

@@ -329,7 +329,7 @@ func (d *Daemon) claim(j *executor.Job, scheduled, next time.Time, reissue bool,
 			crashPoint("catchup-claimed")
 		}
 		switch {
-		case err != nil && d.cl != nil && !errors.Is(err, audit.ErrClosed):
+		case err != nil && d.cl != nil && !errors.Is(err, audit.ErrClosed) && d.audit.Err() == nil:
 			// Not claimed: a replica that reaches etcd runs the fire, or,
 			// if none does, the leader catches it up.
 			msg := "etcd did not answer the claim before the job's next fire: not running the fire here"
