@@ -973,6 +973,10 @@ func TestCompletedFireNotReissuedAfterKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the real binary")
 	}
+	// The job fires hourly, last about half an hour ago: its next fire is
+	// not due during the test, so a pending intent for the last one would
+	// be re-issued, whatever the minute the test runs at.
+	at := halfAnHourAgo()
 	cfgPath, auditPath := writeConfig(t, `version: 1
 timezone: UTC
 audit: {path: audit.jsonl}
@@ -983,10 +987,9 @@ defaults:
 accounts:
   sandbox: {vendor: sandbox}
 jobs:
-  - {name: hourly-on, schedule: "0 * * * *", account: sandbox, action: modelarts.notebook.start, targets: [6fa459ea-ee8a-3ca4-894e-db77e160355e]}
+  - {name: hourly-on, schedule: "`+hourlyHalfAnHourAgo(at)+`", account: sandbox, action: modelarts.notebook.start, targets: [6fa459ea-ee8a-3ca4-894e-db77e160355e]}
 `)
 	stateDir := filepath.Join(filepath.Dir(cfgPath), "state")
-	at := time.Now().UTC().Truncate(time.Hour) // its next fire is not due yet: a pending intent would be re-issued
 	id := executor.RunID("hourly-on", at)
 	target := "6fa459ea-ee8a-3ca4-894e-db77e160355e"
 
@@ -1029,12 +1032,26 @@ jobs:
 		t.Fatal(err)
 	}
 
+	// A re-issue is claimed, its run record durable, before the daemon
+	// says it started, and Shutdown waits for its vendor call: stopping
+	// right after the start leaves any re-issue's records in the log.
 	p := startDaemon(t, cfgPath)
 	waitFor(t, 30*time.Second, "the daemon to start", func() bool { return strings.Contains(p.stderr.String(), "scheduler started") })
-	time.Sleep(time.Second) // a re-issue would run now
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := <-p.done; err != nil {
 		t.Fatalf("exit: %v\n%s", err, p.stderr.String())
+	}
+	// The restart settled the fire from its audit records (the journal's
+	// replay): done, nothing left in flight.
+	st, err = state.Open(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js := st.Job("hourly-on"); !js.LastDone.Equal(at) || js.LastRunID != id || len(js.InFlight) != 0 {
+		t.Errorf("run state after the restart: %+v; want fire %s done and none in flight", js, id)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
 	}
 	var finals []audit.Record
 	for _, r := range readAudit(t, auditPath) {
@@ -1066,6 +1083,9 @@ func TestKillInCatchUpStep(t *testing.T) {
 		{"catchup-settled", "1s", false},
 	} {
 		t.Run(tc.point, func(t *testing.T) {
+			// Hourly, last fired about half an hour ago: the next fire does
+			// not come due during the test, whatever the minute it runs at.
+			hour := halfAnHourAgo()
 			cfgPath, auditPath := writeConfig(t, `version: 1
 timezone: UTC
 audit: {path: audit.jsonl}
@@ -1076,15 +1096,9 @@ defaults:
 accounts:
   sandbox: {vendor: sandbox}
 jobs:
-  - {name: hourly-on, schedule: "0 0 * * * *", account: sandbox, action: modelarts.notebook.start, targets: [6fa459ea-ee8a-3ca4-894e-db77e160355e]}
+  - {name: hourly-on, schedule: "`+hourlyHalfAnHourAgo(hour)+`", account: sandbox, action: modelarts.notebook.start, targets: [6fa459ea-ee8a-3ca4-894e-db77e160355e]}
 `)
-			// Not within a minute of the hour: the next fire must not come
-			// due during the test.
-			if now := time.Now(); now.Add(time.Minute).Truncate(time.Hour).After(now.Truncate(time.Hour)) {
-				t.Skip("too close to the hour for a stable plan")
-			}
 			stateDir := filepath.Join(filepath.Dir(cfgPath), "state")
-			hour := time.Now().UTC().Truncate(time.Hour)
 			st, err := state.Open(stateDir)
 			if err != nil {
 				t.Fatal(err)
@@ -1153,4 +1167,16 @@ jobs:
 			}
 		})
 	}
+}
+
+// halfAnHourAgo is the minute 30 to 31 minutes before now (UTC): an hourly
+// job firing at its minute (hourlyHalfAnHourAgo) last fired there, and
+// fires next in about half an hour.
+func halfAnHourAgo() time.Time {
+	return time.Now().UTC().Truncate(time.Minute).Add(-30 * time.Minute)
+}
+
+// hourlyHalfAnHourAgo is the cron spec firing every hour at at's minute.
+func hourlyHalfAnHourAgo(at time.Time) string {
+	return fmt.Sprintf("0 %d * * * *", at.Minute())
 }

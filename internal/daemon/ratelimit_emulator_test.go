@@ -12,16 +12,19 @@ import (
 	"github.com/cloudcron/scheduler/internal/vendors/emulator"
 )
 
-// fireAll fires jobs concurrently, each starting after its offset.
-func fireAll(t *testing.T, r *runner, offsets map[string]time.Duration) map[string]executor.Outcome {
+// fireAll fires jobs concurrently, each once its wait returns (nil: at
+// once).
+func fireAll(t *testing.T, r *runner, waits map[string]func()) map[string]executor.Outcome {
 	t.Helper()
 	var mu sync.Mutex
 	out := map[string]executor.Outcome{}
 	var wg sync.WaitGroup
-	for name, off := range offsets {
+	for name, wait := range waits {
 		j := r.fastPolls(name)
 		wg.Go(func() {
-			time.Sleep(off)
+			if wait != nil {
+				wait()
+			}
 			o := r.ex.Fire(t.Context(), j, time.Now(), time.Time{})
 			mu.Lock()
 			out[name] = o
@@ -39,7 +42,7 @@ func TestRateLimitAcrossJobs(t *testing.T) {
 		job("a", "otc", "modelarts.notebook.start", false, "a1", "a2", "a3")+
 			job("b", "otc", "modelarts.notebook.start", false, "b1", "b2", "b3"))
 	r := e.runner(t, p)
-	outs := fireAll(t, r, map[string]time.Duration{"a": 0, "b": 0})
+	outs := fireAll(t, r, map[string]func(){"a": nil, "b": nil})
 	for name, o := range outs {
 		if f := o.Failed(); len(f) != 0 {
 			t.Fatalf("job %s failed: %+v", name, f)
@@ -70,8 +73,15 @@ func TestThrottleStormSlowsTheAccount(t *testing.T) {
 		job("a", "otc", "modelarts.notebook.start", false, "a1")+
 			job("b", "otc", "modelarts.notebook.start", false, "b1", "b2", "b3"))
 	r := e.runner(t, p)
-	// b fires just after a's first request got its 429.
-	outs := fireAll(t, r, map[string]time.Duration{"a": 0, "b": 150 * time.Millisecond})
+	// b fires once the account's limiter took a's first 429.
+	lim := p.accounts["otc"].limiter
+	throttled := func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for lim.Stats().Throttled == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	outs := fireAll(t, r, map[string]func(){"a": nil, "b": throttled})
 	for name, o := range outs {
 		if f := o.Failed(); len(f) != 0 {
 			t.Fatalf("job %s failed: %+v", name, f)

@@ -8,7 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 )
@@ -140,30 +140,30 @@ func TestNotifyErrorWhenSocketGone(t *testing.T) {
 func TestWatchdogPingsOnlyWhileHealthy(t *testing.T) {
 	msgs := listen(t)
 	t.Setenv("WATCHDOG_USEC", "20000") // 20ms: pings every 10ms
-	var healthy atomic.Bool
-	healthy.Store(true)
+	// healthy answers from a script, one answer per tick: healthy three
+	// times, wedged six, healthy again twice, then wedged. Every true
+	// answer is one ping, a false answer none; the test counts the
+	// datagrams, not the time between them.
+	script := []bool{true, true, true, false, false, false, false, false, false, true, true}
+	var mu sync.Mutex
+	asked := 0
+	scriptDone := make(chan struct{})
+	healthy := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		if asked == len(script)+1 {
+			close(scriptDone)
+		}
+		return asked <= len(script) && script[asked-1]
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Watchdog(ctx, healthy.Load) }()
-
-	for range 3 {
-		if got := recv(t, msgs); got != "WATCHDOG=1" {
-			t.Fatalf("datagram %q; want WATCHDOG=1", got)
-		}
-	}
-	healthy.Store(false)
-	time.Sleep(15 * time.Millisecond) // a ping already past healthy() may still arrive
-	for len(msgs) > 0 {
-		<-msgs
-	}
+	go func() { done <- Watchdog(ctx, healthy) }()
 	select {
-	case m := <-msgs:
-		t.Fatalf("got %q while unhealthy", m)
-	case <-time.After(60 * time.Millisecond): // six intervals
-	}
-	healthy.Store(true)
-	if got := recv(t, msgs); got != "WATCHDOG=1" {
-		t.Fatalf("after recovery: %q; want WATCHDOG=1", got)
+	case <-scriptDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Watchdog did not ask healthy once per tick")
 	}
 	cancel()
 	select {
@@ -173,6 +173,33 @@ func TestWatchdogPingsOnlyWhileHealthy(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Watchdog did not return after cancel")
+	}
+	// Watchdog returned: every datagram it sent is queued on the socket
+	// before this one.
+	const sentinel = "TEST=end"
+	c, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte(sentinel)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	pings := 0
+	for m := recv(t, msgs); m != sentinel; m = recv(t, msgs) {
+		if m != "WATCHDOG=1" {
+			t.Fatalf("datagram %q; want WATCHDOG=1", m)
+		}
+		pings++
+	}
+	want := 0
+	for _, h := range script {
+		if h {
+			want++
+		}
+	}
+	if pings != want {
+		t.Errorf("%d pings for %d healthy answers out of %d; want one per healthy answer, none while unhealthy", pings, want, len(script))
 	}
 }
 
