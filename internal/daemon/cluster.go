@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -495,6 +496,49 @@ func (d *Daemon) goSettleUnclaimed(c state.Claim) {
 			retry = min(2*retry, 2*time.Second)
 		}
 	}()
+}
+
+// outcomeAuditor is the executor's audit log in a cluster: each record
+// that ends a target (an attempt's outcome, an abandon) goes to this
+// replica's audit log and then, in the same step, to etcd, so that a
+// survivor recovering the fire after this replica died knows the target's
+// outcome without this replica's log: it neither re-issues a start or stop
+// that completed nor audits a restart that succeeded as unknown.
+type outcomeAuditor struct {
+	log *audit.Log
+	cl  *cluster
+}
+
+func (a *outcomeAuditor) Append(r audit.Record) error {
+	if err := a.log.Append(r); err != nil {
+		return err
+	}
+	a.record([]audit.Record{r})
+	return nil
+}
+
+func (a *outcomeAuditor) AppendBatch(rs []audit.Record) error {
+	if err := a.log.AppendBatch(rs); err != nil {
+		return err
+	}
+	a.record(rs)
+	return nil
+}
+
+// record puts the outcomes of rs in etcd. The records are durable in the
+// audit log already and the vendor has acted: a failure here is logged,
+// not returned (the fire goes on); a survivor then recovers the target by
+// the delivery rule, as before outcomes were kept in etcd.
+func (a *outcomeAuditor) record(rs []audit.Record) {
+	if !slices.ContainsFunc(rs, etcdstore.Final) {
+		return
+	}
+	if err := a.cl.store.RecordOutcomes(rs); err != nil {
+		a.cl.log.Warn().Err(err).Str("run_id", rs[0].RunID).
+			Msg("cluster: a target's outcome is in this replica's audit log but not in etcd; if this replica dies before the fire is done, a survivor recovers the target by the delivery rule")
+		return
+	}
+	crashPoint("outcome-recorded")
 }
 
 // passLeader: this replica was elected and reconciles the windows now.

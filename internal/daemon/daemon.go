@@ -343,9 +343,13 @@ func Start(opts Options) (*Daemon, error) {
 		d.hub.Close()
 		return nil, err
 	}
+	var execAudit executor.Auditor = al
+	if cl != nil {
+		execAudit = &outcomeAuditor{log: al, cl: cl}
+	}
 	d.exec = executor.New(executor.Options{
 		Log:         opts.Log,
-		Audit:       al,
+		Audit:       execAudit,
 		Now:         opts.Now,
 		Concurrency: d.concurrency,
 		Limiter:     d.limiter,

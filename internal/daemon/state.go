@@ -66,12 +66,15 @@ func (d *Daemon) recoverPending(cfg *schedule.Config, now time.Time) ([]reissueF
 		}
 		var open []string
 		for _, t := range p.Targets {
-			if !finished[p.RunID][t] {
+			// Finished: the claimer (another replica) recorded the
+			// target's outcome in etcd; its record is in that replica's
+			// audit log.
+			if !finished[p.RunID][t] && !slices.Contains(p.Finished, t) {
 				open = append(open, t)
 			}
 		}
 		if len(open) == 0 {
-			d.log.Info().Str("job", p.Job).Str("run_id", p.RunID).
+			d.log.Info().Str("job", p.Job).Str("run_id", p.RunID).Strs("outcomes_in_etcd", p.Finished).
 				Msg("an interrupted fire had recorded every outcome before the crash; settling it")
 			if err := d.store.Done(p.Job, p.Scheduled, p.RunID); err != nil {
 				return nil, fmt.Errorf("settle interrupted fire %s: %w", p.RunID, err)

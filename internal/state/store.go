@@ -108,6 +108,12 @@ type JobState struct {
 type PendingIntent struct {
 	Job string
 	Intent
+	// Finished are the targets whose outcome the run state holds although
+	// the fire is not done: the etcd store records each target's outcome
+	// as the claimer's audit log takes it, so a survivor knows it without
+	// that log. The embedded store leaves it empty (its journal is the
+	// audit log the daemon reads).
+	Finished []string
 }
 
 // jobRec is a job's entry in the jobs bucket.

@@ -16,6 +16,8 @@
 //	P claims/<run id>   the claimer's node name, with the claimer's lease
 //	P overrides/<window>\x00<target>  a window's time-boxed override (state.Override)
 //	P done/<run id>     the fire's scheduled time, once its outcome is recorded (see SettleUnclaimed, ForgetDone)
+//	P outcomes/<run id>\x00<target>  a target's outcome, recorded by the claimer as the target ends,
+//	                    until the fire is done (see RecordOutcomes)
 //
 // The lease belongs to the replica's session (concurrency.Session) and is
 // kept alive while the replica runs and reaches etcd. When the replica dies
@@ -32,6 +34,15 @@
 // Records passed to Claim and Settle go to the replica's own journal (its
 // audit log): after the claim's transaction succeeded (if the journal then
 // fails, the claim is withdrawn), and before Settle's transaction.
+//
+// A fire's targets end one by one, and each final record goes to the
+// claimer's audit log first; RecordOutcomes then puts the target's outcome
+// under the prefix, so that a survivor recovering the fire after the
+// claimer died knows which targets already have an outcome (Pending lists
+// them in Finished) and neither re-issues nor audits them unknown. Only a
+// crash between the audit log's write and that put (or a replica cut off
+// etcd at that moment) leaves a target whose outcome is in the claimer's
+// log alone; the survivor then applies the delivery rule to it.
 package etcdstore
 
 import (
@@ -267,6 +278,9 @@ func (s *Store) jobKey(job string) string      { return s.prefix + "jobs/" + job
 func (s *Store) intentKey(runID string) string { return s.prefix + "intents/" + runID }
 func (s *Store) claimKey(runID string) string  { return s.prefix + "claims/" + runID }
 func (s *Store) doneKey(runID string) string   { return s.prefix + "done/" + runID }
+func (s *Store) outcomesKey(runID string) string {
+	return s.prefix + "outcomes/" + runID + "\x00"
+}
 
 func (s *Store) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, s.timeout)
@@ -637,7 +651,7 @@ func (s *Store) Settle(job string, scheduled time.Time, runID string, records []
 
 // Done marks the fire of job at scheduled done (see state.RunState): in
 // one transaction LastDone becomes the later of LastDone and scheduled,
-// and the fire's intent and claim are deleted.
+// and the fire's intent, claim and recorded outcomes are deleted.
 func (s *Store) Done(job string, scheduled time.Time, runID string) error {
 	if job == "" || scheduled.IsZero() {
 		return fmt.Errorf("etcdstore: done %q: need a job name and scheduled time", runID)
@@ -660,6 +674,7 @@ func (s *Store) Done(job string, scheduled time.Time, runID string) error {
 			return err
 		}
 		ops := []clientv3.Op{clientv3.OpDelete(s.intentKey(runID)), clientv3.OpDelete(s.claimKey(runID)),
+			clientv3.OpDelete(s.outcomesKey(runID), clientv3.WithPrefix()),
 			clientv3.OpPut(s.doneKey(runID), scheduled.UTC().Format(time.RFC3339Nano))}
 		if !scheduled.Before(v.LastDone) {
 			v.LastDone, v.LastRunID = scheduled, runID
@@ -689,6 +704,7 @@ func (s *Store) Pending() []state.PendingIntent {
 	resp, err := s.cli.Txn(ctx).Then(
 		clientv3.OpGet(s.prefix+"intents/", clientv3.WithPrefix()),
 		clientv3.OpGet(s.prefix+"claims/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+		clientv3.OpGet(s.prefix+"outcomes/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
 		s.log.Warn().Err(err).Msg("etcd read of the intents failed")
@@ -697,6 +713,13 @@ func (s *Store) Pending() []state.PendingIntent {
 	claimed := map[string]bool{}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		claimed[strings.TrimPrefix(string(kv.Key), s.prefix+"claims/")] = true
+	}
+	finished := map[string][]string{}
+	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
+		id, target, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), s.prefix+"outcomes/"), "\x00")
+		if ok && !claimed[id] {
+			finished[id] = append(finished[id], target)
+		}
 	}
 	var out []state.PendingIntent
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
@@ -709,7 +732,13 @@ func (s *Store) Pending() []state.PendingIntent {
 			s.log.Error().Str("key", string(kv.Key)).Msg("unreadable intent in etcd; leaving it alone")
 			continue
 		}
-		out = append(out, state.PendingIntent{Job: in.Job, Intent: in.Intent})
+		var done []string
+		for _, t := range finished[id] {
+			if slices.Contains(in.Targets, t) {
+				done = append(done, t)
+			}
+		}
+		out = append(out, state.PendingIntent{Job: in.Job, Intent: in.Intent, Finished: done})
 	}
 	slices.SortFunc(out, func(a, b state.PendingIntent) int {
 		if c := a.Scheduled.Compare(b.Scheduled); c != 0 {
@@ -718,6 +747,69 @@ func (s *Store) Pending() []state.PendingIntent {
 		return strings.Compare(a.RunID, b.RunID)
 	})
 	return out
+}
+
+// outcomeValue is a target's recorded outcome (key P outcomes/...).
+type outcomeValue struct {
+	Node    string    `json:"node"`
+	Event   string    `json:"event"`
+	Outcome string    `json:"outcome"`
+	Time    time.Time `json:"time"`
+}
+
+// Final reports whether r ends its target's part in a fire the claimer
+// runs: an attempt with an outcome other than retry, or an abandon. (Skip,
+// recover and missed records are written without a claim of their own or
+// settle the fire at once.)
+func Final(r audit.Record) bool {
+	if r.RunID == "" || r.Target == "" {
+		return false
+	}
+	switch r.Event {
+	case audit.EventAttempt:
+		return r.Outcome != "" && r.Outcome != audit.OutcomeRetry
+	case audit.EventAbandon:
+		return true
+	}
+	return false
+}
+
+// RecordOutcomes puts the outcome of each record that is Final under the
+// prefix, where a survivor recovering the fire finds it (Pending's
+// Finished): the claimer calls it right after the records reached its
+// audit log. An outcome is only put while the fire's intent is there (a
+// fire already done needs none). Without a live session it does nothing
+// and says so: a replica cut off etcd is being taken over, and its
+// outcomes cannot reach etcd anyway.
+func (s *Store) RecordOutcomes(recs []audit.Record) error {
+	if _, err := s.check(); err != nil {
+		return err
+	}
+	var order []string
+	puts := map[string][]clientv3.Op{} // by run id
+	for _, r := range recs {
+		if !Final(r) {
+			continue
+		}
+		if puts[r.RunID] == nil {
+			order = append(order, r.RunID)
+		}
+		v, _ := json.Marshal(outcomeValue{Node: s.node, Event: r.Event, Outcome: r.Outcome, Time: r.Time})
+		puts[r.RunID] = append(puts[r.RunID], clientv3.OpPut(s.outcomesKey(r.RunID)+r.Target, string(v)))
+	}
+	for _, id := range order {
+		for ops := puts[id]; len(ops) > 0; {
+			n := min(len(ops), maxTxnOps)
+			ctx, cancel := s.opCtx()
+			_, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(s.intentKey(id)), ">", 0)).Then(ops[:n]...).Commit()
+			cancel()
+			if err != nil {
+				return fmt.Errorf("etcdstore: record the outcomes of %s: %w", id, err)
+			}
+			ops = ops[n:]
+		}
+	}
+	return nil
 }
 
 // Adopt takes p over for this replica: one transaction creates p's claim

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -334,4 +335,78 @@ func TestEtcdRestart(t *testing.T) {
 	if ok, _ := a.s.Claim(intent("j", t0, true)); ok {
 		t.Error("a fire done before the restart was claimed again")
 	}
+}
+
+// TestOutcomesReachSurvivor: the claimer records each target's outcome in
+// etcd as it ends; when the claimer dies before the fire is done, the
+// survivor's Pending names the targets with an outcome (Finished), so that
+// recovery neither re-issues nor audits them unknown; Done removes them.
+func TestOutcomesReachSurvivor(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a := openReplica(t, "a", srv.Endpoint(), "/outcomes/")
+	b := openReplica(t, "b", srv.Endpoint(), "/outcomes/")
+	cl := intent("restart-two", t0, false)
+	cl.Intent.Targets = []string{"nb-1", "nb-2", "nb-3"}
+	if ok, err := a.s.Claim(cl); !ok || err != nil {
+		t.Fatalf("a: Claim = %v, %v", ok, err)
+	}
+	id := cl.Intent.RunID
+	rec := func(event, target, outcome string) audit.Record {
+		return audit.Record{Time: t0, Event: event, Job: cl.Job, RunID: id, Scheduled: t0, Target: target, Outcome: outcome}
+	}
+	// nb-1 ended, nb-2 was abandoned, nb-3 is only being retried; a record
+	// of a fire without intent (done, or never claimed) leaves no key.
+	other := rec(audit.EventAttempt, "nb-9", audit.OutcomeSuccess)
+	other.RunID = "restart-two@2026-03-02T18:00:00Z"
+	if err := a.s.RecordOutcomes([]audit.Record{
+		rec(audit.EventRun, "nb-1", ""),
+		rec(audit.EventAttempt, "nb-1", audit.OutcomeSuccess),
+		rec(audit.EventAbandon, "nb-2", audit.OutcomeFailure),
+		rec(audit.EventAttempt, "nb-3", audit.OutcomeRetry),
+		other,
+	}); err != nil {
+		t.Fatalf("a: RecordOutcomes: %v", err)
+	}
+	if p := b.s.Pending(); len(p) != 0 {
+		t.Fatalf("b: Pending while a holds the claim = %+v; want none", p)
+	}
+	ctx := t.Context()
+	w := b.cli.Watch(ctx, "/outcomes/claims/"+id)
+	a.cli.Close() // kill -9, as far as etcd can tell
+	for resp := range w {
+		if slices.ContainsFunc(resp.Events, func(ev *clientv3.Event) bool { return ev.Type == clientv3.EventTypeDelete }) {
+			break
+		}
+	}
+	p := b.s.Pending()
+	if len(p) != 1 || p[0].RunID != id {
+		t.Fatalf("b: Pending after a died = %+v; want %s", p, id)
+	}
+	if got := strings.Join(p[0].Finished, ","); got != "nb-1,nb-2" {
+		t.Errorf("b: Pending's Finished = %q; want the targets with an outcome, nb-1,nb-2", got)
+	}
+	if n := countKeys(t, b.cli, "/outcomes/outcomes/"); n != 2 {
+		t.Errorf("%d outcome keys; want 2 (none for a retry, none for a fire without intent)", n)
+	}
+	if ok, err := b.s.Adopt(p[0]); !ok || err != nil {
+		t.Fatalf("b: Adopt = %v, %v", ok, err)
+	}
+	if err := b.s.Done(cl.Job, t0, id); err != nil {
+		t.Fatal(err)
+	}
+	if n := countKeys(t, b.cli, "/outcomes/outcomes/"); n != 0 {
+		t.Errorf("%d outcome keys after Done; want none", n)
+	}
+	if p := b.s.Pending(); len(p) != 0 {
+		t.Errorf("Pending after Done = %+v", p)
+	}
+}
+
+func countKeys(t *testing.T, cli *clientv3.Client, prefix string) int64 {
+	t.Helper()
+	resp, err := cli.Get(t.Context(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Count
 }
