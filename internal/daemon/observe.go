@@ -14,9 +14,11 @@ import (
 )
 
 // startObserve builds the record stream's fan-out and subscribes it to the
-// audit log: every durable record reaches the sinks from here on.
+// audit log: every durable record reaches the sinks from here on. The
+// status tracker first reads the log's tail (restoreTracker).
 func (d *Daemon) startObserve() {
 	d.tracker = observe.NewTracker()
+	d.restoreTracker()
 	d.metrics = observe.NewMetrics(Version())
 	d.metrics.Loaded(d.started)
 	d.metrics.SetStatus(d.Snapshot)
@@ -26,6 +28,31 @@ func (d *Daemon) startObserve() {
 	sinks = append(sinks, d.opts.Sinks...)
 	d.hub = observe.NewHub(sinks...)
 	d.audit.Subscribe(d.hub.Publish)
+}
+
+// restoreBytes bounds the audit log's tail the status is rebuilt from on
+// start (see observe.Tracker.Restore).
+var restoreBytes int64 = observe.DefaultRestoreBytes
+
+// restoreTracker rebuilds the status from the audit log's newest records:
+// a restarted daemon, or one that was killed, shows each job's last
+// outcome, last success and the recent failures before its next fire. It
+// runs before anything is appended on this start. A log it cannot read
+// costs the history, never the start.
+func (d *Daemon) restoreTracker() {
+	jobs := make([]string, 0, len(d.plan.cfg.Jobs))
+	for _, j := range d.plan.cfg.Jobs {
+		jobs = append(jobs, j.Name)
+	}
+	began := time.Now()
+	res, err := d.tracker.Restore(d.audit.Path(), jobs, restoreBytes)
+	ev := d.log.Info()
+	if err != nil {
+		ev = d.log.Warn().Str("error", err.Error())
+	}
+	ev.Int("jobs_found", res.Jobs).Int("jobs", len(jobs)).Int("records", res.Records).Int64("bytes", res.Bytes).
+		Int("files", res.Files).Int("skipped_lines", res.Skipped).Bool("complete", res.Found).
+		Int64("took_ms", time.Since(began).Milliseconds()).Msg("status restored from the audit log's tail")
 }
 
 // setNotify points the notifier at cfg's notify sinks, their URLs and

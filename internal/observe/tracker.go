@@ -44,12 +44,15 @@ func (t *Tracker) Observe(b Batch) {
 		return
 	}
 	for _, r := range b.Records {
-		t.observe(r)
+		t.observe(r, true)
 	}
 }
 
-func (t *Tracker) observe(r audit.Record) {
-	if r.HTTPStatus == 429 && r.Account != "" {
+// observe takes one record. Restored records (live false) tell the jobs'
+// runs and the failures, not what counts since the daemon started
+// (throttled accounts) nor its config (the newest reload).
+func (t *Tracker) observe(r audit.Record, live bool) {
+	if live && r.HTTPStatus == 429 && r.Account != "" {
 		th := t.throttled[r.Account]
 		if th == nil {
 			th = &Throttled{Account: r.Account}
@@ -65,6 +68,9 @@ func (t *Tracker) observe(r audit.Record) {
 		}
 	}
 	if r.Event == audit.EventReload {
+		if !live {
+			return
+		}
 		t.reload = Reload{Time: r.Time, Successful: r.Outcome == audit.OutcomeSuccess, Error: r.Error}
 		return
 	}
@@ -86,6 +92,14 @@ func (t *Tracker) observe(r audit.Record) {
 		run = &Run{RunID: r.RunID, Scheduled: r.Scheduled, Outcome: "running"}
 		jt.last = run
 	}
+	run.apply(r)
+	if run.Outcome == audit.OutcomeSuccess && run.Scheduled.After(jt.lastSuccess) {
+		jt.lastSuccess = run.Scheduled
+	}
+}
+
+// apply adds one record of the run and sets its outcome.
+func (run *Run) apply(r audit.Record) {
 	run.Time = r.Time
 	tg := run.target(r.Target)
 	switch r.Event {
@@ -103,9 +117,6 @@ func (t *Tracker) observe(r audit.Record) {
 		tg.Outcome, tg.Error = r.Outcome, r.Error
 	}
 	run.summarize()
-	if run.Outcome == audit.OutcomeSuccess && run.Scheduled.After(jt.lastSuccess) {
-		jt.lastSuccess = run.Scheduled
-	}
 }
 
 func (r *Run) target(name string) *Target {
