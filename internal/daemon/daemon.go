@@ -332,6 +332,7 @@ func Start(opts Options) (*Daemon, error) {
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.startObserve()
+	d.knownMetrics(cfg)
 	d.setNotify(cfg)
 	fail := func(err error) (*Daemon, error) {
 		d.cancel()
@@ -780,6 +781,7 @@ func (d *Daemon) Reload(force bool) {
 	d.appendReload("success", diff)
 	go debug.FreeOSMemory() // the old plan's and the parse's garbage (see Start)
 	d.setHTTP(cfg.HTTP)
+	d.knownMetrics(cfg)
 	d.setNotify(cfg)
 }
 

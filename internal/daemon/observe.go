@@ -55,6 +55,24 @@ func (d *Daemon) restoreTracker() {
 		Int64("took_ms", time.Since(began).Milliseconds()).Msg("status restored from the audit log's tail")
 }
 
+// knownMetrics makes the metrics' counters of cfg's accounts, windows and
+// notify sinks exist at 0 (Metrics.Known): on start and after a reload.
+func (d *Daemon) knownMetrics(cfg *schedule.Config) {
+	accounts := make([]string, 0, len(cfg.Accounts))
+	for name := range cfg.Accounts {
+		accounts = append(accounts, name)
+	}
+	windows := make([]string, 0, len(cfg.Windows))
+	for _, w := range cfg.Windows {
+		windows = append(windows, w.Name)
+	}
+	sinks := make([]string, 0, len(cfg.Notify))
+	for _, n := range cfg.Notify {
+		sinks = append(sinks, n.Name)
+	}
+	d.metrics.Known(accounts, windows, sinks)
+}
+
 // setNotify points the notifier at cfg's notify sinks, their URLs and
 // keys resolved. A sink whose secret cannot be read is left out and
 // logged (validation checked them; the file may have changed since).

@@ -1,21 +1,28 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
 
 	"github.com/cloudcron/scheduler/internal/audit"
 	"github.com/cloudcron/scheduler/internal/notify"
 	"github.com/cloudcron/scheduler/internal/observe"
+	"github.com/cloudcron/scheduler/internal/secret"
 )
 
 const observeConfig = `version: 1
@@ -191,4 +198,196 @@ func TestNotifyFromTheRecordStream(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// contractFamilies are the metric names and labels of design.md
+// "Observability and notification contract", copied here, with the type
+// their names and the README give them. Labels nil: the contract names
+// none.
+var contractFamilies = []struct {
+	name, typ string
+	labels    []string
+}{
+	{"scheduler_build_info", "GAUGE", nil},
+	{"scheduler_job_info", "GAUGE", []string{"job", "action", "account", "schedule", "timezone"}},
+	{"scheduler_job_next_fire_timestamp_seconds", "GAUGE", []string{"job"}},
+	{"scheduler_job_last_success_timestamp_seconds", "GAUGE", []string{"job"}},
+	{"scheduler_actions_total", "COUNTER", []string{"job", "action", "account", "outcome"}},
+	{"scheduler_action_duration_seconds", "HISTOGRAM", []string{}},
+	{"scheduler_fire_lag_seconds", "HISTOGRAM", []string{}},
+	{"scheduler_vendor_requests_total", "COUNTER", []string{"account", "code"}},
+	{"scheduler_throttled_total", "COUNTER", []string{"account"}},
+	{"scheduler_window_desired_state", "GAUGE", []string{"window", "target"}},
+	{"scheduler_window_actual_state", "GAUGE", []string{"window", "target"}},
+	{"scheduler_reconcile_total", "COUNTER", []string{"window"}},
+	{"scheduler_overrides_active", "GAUGE", []string{}},
+	{"scheduler_saved_hours_total", "COUNTER", []string{"window"}},
+	{"scheduler_config_last_reload_successful", "GAUGE", []string{}},
+	{"scheduler_config_last_reload_success_timestamp_seconds", "GAUGE", []string{}},
+	{"scheduler_audit_write_errors_total", "COUNTER", []string{}},
+}
+
+const contractConfig = `version: 1
+audit: {path: audit.jsonl}
+state: {dir: state}
+http: {listen: "127.0.0.1:0"}
+defaults:
+  timeout: 2s
+  retry: {initial_interval: 50ms, max_interval: 100ms, max_elapsed: 2s, max_attempts: 3}
+accounts:
+  lab:
+    vendor: sandbox
+    faults: [{target: "1484848", action: cdss.cmak.restart, kind: throttle, times: 1}]
+  quiet: {vendor: sandbox}
+notify:
+  - {name: ops, type: webhook, url: {env: CONTRACT_HOOK_URL}, on: [override]}
+jobs:
+  - {name: fine, schedule: "* * * * * *", account: lab, action: cdss.cmak.restart, targets: ["1484848"]}
+  - {name: yearly, schedule: "0 0 1 1 *", account: quiet, action: cdss.cmak.restart, targets: ["2000001"]}
+windows:
+  - name: lab-notebooks
+    account: lab
+    resource: modelarts.notebook
+    targets: [` + nbID + `]
+    on: [{days: "*", from: "00:00", to: "24:00"}]
+`
+
+// scrapeRunningDaemon starts a daemon on contractConfig against its
+// emulated cloud (a job throttled once then succeeding, a job not due
+// on another account, an always-on window, a notify sink), waits until the job succeeded
+// and the window read its target, and returns the parsed /metrics.
+func scrapeRunningDaemon(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(hook.Close)
+	t.Setenv("CONTRACT_HOOK_URL", hook.URL)
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte(contractConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	passes := make(chan string, 64)
+	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), Resolver: secret.Resolver{}, windowPass: func(r string) { passes <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Shutdown() })
+	select {
+	case <-passes:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no reconcile pass within 60s")
+	}
+	waitUntil(t, "a success of fine after its throttled attempt, and the window's target read", func() bool {
+		st := d.Snapshot()
+		ok := len(st.Jobs) == 2 && !st.Jobs[0].LastSuccess.IsZero() && len(st.Throttled) == 1
+		return ok && len(st.Windows) == 1 && st.Windows[0].Targets[0].Actual == "on"
+	})
+	d.hub.Sync()
+	resp, err := http.Get("http://" + d.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics is not the text format: %v", err)
+	}
+	return fams
+}
+
+// labelNames returns the label names of a family's first series.
+func labelNames(mf *dto.MetricFamily) []string {
+	out := []string{}
+	if len(mf.GetMetric()) == 0 {
+		return out
+	}
+	for _, l := range mf.GetMetric()[0].GetLabel() {
+		out = append(out, l.GetName())
+	}
+	return out
+}
+
+// TestMetricsOnARunningDaemon scrapes a running daemon and checks the
+// scrape against the contract.
+func TestMetricsOnARunningDaemon(t *testing.T) {
+	fams := scrapeRunningDaemon(t)
+	t.Run("contract", func(t *testing.T) { checkContractMetrics(t, fams) })
+}
+
+// checkContractMetrics: every metric of the contract is there with its
+// type and labels (counters of a window, an account and a notify sink at
+// 0 before their first event), the one 429 is counted, and the names
+// pass Prometheus's lint.
+func checkContractMetrics(t *testing.T, fams map[string]*dto.MetricFamily) {
+	for _, c := range contractFamilies {
+		mf := fams[c.name]
+		if mf == nil || len(mf.GetMetric()) == 0 {
+			t.Errorf("/metrics lacks %s", c.name)
+			continue
+		}
+		if got := mf.GetType().String(); got != c.typ {
+			t.Errorf("%s is a %s; want %s", c.name, got, c.typ)
+		}
+		if c.labels != nil {
+			got, want := labelNames(mf), slices.Clone(c.labels)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s has labels %v; want %v", c.name, got, want)
+			}
+		}
+	}
+	value := func(name string, labels map[string]string) (float64, bool) {
+		for _, m := range fams[name].GetMetric() {
+			match := true
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					match = false
+				}
+			}
+			if match {
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue(), true
+				}
+				return m.GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"scheduler_throttled_total", map[string]string{"account": "lab"}, 1},
+		{"scheduler_throttled_total", map[string]string{"account": "quiet"}, 0},
+		{"scheduler_saved_hours_total", map[string]string{"window": "lab-notebooks"}, 0},
+		{"scheduler_notify_failures_total", map[string]string{"notify": "ops"}, 0},
+		{"scheduler_window_desired_state", map[string]string{"window": "lab-notebooks", "target": nbID}, 1},
+		{"scheduler_window_actual_state", map[string]string{"window": "lab-notebooks", "target": nbID}, 1},
+		{"scheduler_overrides_active", nil, 0},
+	} {
+		if got, ok := value(c.name, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (found %v); want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+
+	// Prometheus's own lint of the names, units and help texts.
+	var buf bytes.Buffer
+	for _, mf := range fams {
+		if strings.HasPrefix(mf.GetName(), "scheduler_") {
+			if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	problems, err := promlint.New(&buf).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if p.Metric == "scheduler_saved_hours_total" && strings.Contains(p.Text, `"hours"`) {
+			continue // the contract's name: target-hours are what a FinOps reader sums
+		}
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
 }

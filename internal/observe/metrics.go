@@ -118,6 +118,25 @@ func (m *Metrics) Loaded(t time.Time) {
 	m.reloadTime.Set(float64(t.UnixNano()) / 1e9)
 }
 
+// Known makes the labelled counters of every configured account, window
+// and notify sink exist at 0 (throttled_total, reconcile_total,
+// saved_hours_total, notify_failures_total), so a scrape shows them
+// before their first event and increase() counts that first event. The
+// daemon calls it on start and after each reload; a series of a removed
+// one stays until the restart, as counters do.
+func (m *Metrics) Known(accounts, windows, sinks []string) {
+	for _, a := range accounts {
+		m.throttled.WithLabelValues(a)
+	}
+	for _, w := range windows {
+		m.reconcile.WithLabelValues(w)
+		m.savedHours.WithLabelValues(w)
+	}
+	for _, n := range sinks {
+		m.notifyFailures.WithLabelValues(n)
+	}
+}
+
 // AddSavedHours adds target-hours that window kept off
 // (saved_hours_total{window}).
 func (m *Metrics) AddSavedHours(window string, hours float64) {
