@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
+	"gopkg.in/yaml.v3"
 
 	"github.com/cloudcron/scheduler/internal/audit"
 	"github.com/cloudcron/scheduler/internal/notify"
@@ -308,10 +310,12 @@ func labelNames(mf *dto.MetricFamily) []string {
 }
 
 // TestMetricsOnARunningDaemon scrapes a running daemon and checks the
-// scrape against the contract.
+// scrape against the contract and against what the README tells users
+// to put in Prometheus.
 func TestMetricsOnARunningDaemon(t *testing.T) {
 	fams := scrapeRunningDaemon(t)
 	t.Run("contract", func(t *testing.T) { checkContractMetrics(t, fams) })
+	t.Run("README", func(t *testing.T) { checkREADMEMetrics(t, fams) })
 }
 
 // checkContractMetrics: every metric of the contract is there with its
@@ -389,5 +393,181 @@ func checkContractMetrics(t *testing.T, fams map[string]*dto.MetricFamily) {
 			continue // the contract's name: target-hours are what a FinOps reader sums
 		}
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// readmeSection returns the README's section under heading (such as
+// "### Title"), up to the next heading of the same or a higher level
+// outside a code block.
+func readmeSection(t *testing.T, heading string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	level := strings.IndexByte(heading, ' ')
+	var out []string
+	in, fenced := false, false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			fenced = !fenced
+		}
+		if !fenced && strings.HasPrefix(line, "#") {
+			n := len(line) - len(strings.TrimLeft(line, "#"))
+			if line == heading {
+				in = true
+				continue
+			}
+			if in && n <= level && strings.HasPrefix(line[n:], " ") {
+				break
+			}
+		}
+		if in {
+			out = append(out, line)
+		}
+	}
+	if !in {
+		t.Fatalf("README has no %q", heading)
+	}
+	return strings.Join(out, "\n")
+}
+
+// yamlBlock returns the first ```yaml block of s that contains key.
+func yamlBlock(t *testing.T, s, key string) string {
+	t.Helper()
+	for _, part := range strings.Split(s, "```yaml\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		if strings.Contains(block, key) {
+			return block
+		}
+	}
+	t.Fatalf("README section has no yaml block with %q", key)
+	return ""
+}
+
+var (
+	promMetricRe   = regexp.MustCompile(`\bscheduler_[a-zA-Z0-9_]+`)
+	promGroupingRe = regexp.MustCompile(`\b(?:on|by|ignoring|without|group_left|group_right)\s*\(([^)]*)\)`)
+	promLabelRefRe = regexp.MustCompile(`\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)`)
+	readmeRowRe    = regexp.MustCompile("^\\| (`[a-z_]+`(?:, `[a-z_]+`)*) \\| ([a-z]+) \\|")
+)
+
+// checkREADMEMetrics: the README's metric table, scrape config and alert
+// rules name metrics and labels the daemon exports, with their types, and
+// the scrape config keeps the metrics' own job label.
+func checkREADMEMetrics(t *testing.T, fams map[string]*dto.MetricFamily) {
+	sec := readmeSection(t, "### The HTTP listener: metrics, health and the status page")
+	labelsOf := func(name string) ([]string, bool) {
+		mf := fams[name]
+		if mf == nil {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(name, suffix); ok && fams[base] != nil && fams[base].GetType() == dto.MetricType_HISTOGRAM {
+					return labelNames(fams[base]), true
+				}
+			}
+			return nil, false
+		}
+		return labelNames(mf), len(mf.GetMetric()) > 0
+	}
+
+	// The table.
+	rows := 0
+	for _, line := range strings.Split(sec, "\n") {
+		m := readmeRowRe.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		for _, name := range strings.Split(m[1], ", ") {
+			rows++
+			name = "scheduler_" + strings.Trim(name, "`")
+			if mf := fams[name]; mf == nil {
+				t.Errorf("README's metric table names %s; the daemon does not export it", name)
+			} else if got := strings.ToLower(mf.GetType().String()); got != m[2] {
+				t.Errorf("README's metric table says %s is a %s; it is a %s", name, m[2], got)
+			}
+		}
+	}
+	if rows < len(contractFamilies) {
+		t.Errorf("README's metric table has %d metrics; want at least the contract's %d", rows, len(contractFamilies))
+	}
+
+	// The scrape config: the metrics carry a job label (the schedule's
+	// job); without honor_labels Prometheus renames it exported_job and
+	// the rules' on(job) and $labels.job would see the scrape job instead.
+	var scrape struct {
+		ScrapeConfigs []struct {
+			JobName     string `yaml:"job_name"`
+			HonorLabels bool   `yaml:"honor_labels"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal([]byte(yamlBlock(t, sec, "scrape_configs:")), &scrape); err != nil || len(scrape.ScrapeConfigs) == 0 {
+		t.Fatalf("README's scrape config does not parse: %v", err)
+	}
+	var clash []string
+	for name, mf := range fams {
+		for _, l := range labelNames(mf) {
+			if l == "job" || l == "instance" {
+				clash = append(clash, name)
+			}
+		}
+	}
+	for _, sc := range scrape.ScrapeConfigs {
+		if len(clash) > 0 && !sc.HonorLabels {
+			slices.Sort(clash)
+			t.Errorf("README's scrape config %q lacks honor_labels: true, but %v carry a job or instance label of their own", sc.JobName, clash)
+		}
+	}
+
+	// The alert rules.
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				Expr        string            `yaml:"expr"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal([]byte(yamlBlock(t, sec, "groups:")), &rules); err != nil {
+		t.Fatalf("README's alert rules do not parse: %v", err)
+	}
+	n := 0
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			n++
+			names := promMetricRe.FindAllString(r.Expr, -1)
+			if len(names) == 0 {
+				t.Errorf("alert %s: no scheduler_ metric in %q", r.Alert, r.Expr)
+			}
+			var used []string
+			for _, m := range promGroupingRe.FindAllStringSubmatch(r.Expr, -1) {
+				for _, l := range strings.Split(m[1], ",") {
+					if l = strings.TrimSpace(l); l != "" {
+						used = append(used, l)
+					}
+				}
+			}
+			for _, text := range r.Annotations {
+				for _, m := range promLabelRefRe.FindAllStringSubmatch(text, -1) {
+					used = append(used, m[1])
+				}
+			}
+			for _, name := range names {
+				labels, ok := labelsOf(name)
+				if !ok {
+					t.Errorf("alert %s uses %s; the daemon does not export it", r.Alert, name)
+					continue
+				}
+				for _, l := range used {
+					if !slices.Contains(labels, l) {
+						t.Errorf("alert %s uses label %q of %s; its labels are %v", r.Alert, l, name, labels)
+					}
+				}
+			}
+		}
+	}
+	if n < 2 {
+		t.Errorf("README has %d alert rules; want the two the issue asks for", n)
 	}
 }
