@@ -401,9 +401,14 @@ func (d *Daemon) leaderLoop(ctx context.Context) {
 		cfg := d.plan.cfg
 		d.mu.Unlock()
 		now := d.now()
+		job, err := d.jobStates()
+		if err != nil {
+			d.cl.log.Debug().Err(err).Msg("cluster: the leader's catch-up check could not read etcd; next round")
+			continue
+		}
 		skip := map[string]bool{}
 		for _, j := range cfg.Jobs {
-			if state.Plan(j.Spec, d.store.Job(j.Name), now.Add(-leaderCatchUpGrace), j.CatchupD).Empty() {
+			if state.Plan(j.Spec, job(j.Name), now.Add(-leaderCatchUpGrace), j.CatchupD).Empty() {
 				skip[j.Name] = true
 			}
 		}

@@ -211,11 +211,15 @@ type catchUpMissed struct {
 // claimed (see goFire).
 func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]bool) ([]<-chan struct{}, error) {
 	var claims []<-chan struct{}
+	job, err := d.jobStates()
+	if err != nil {
+		return nil, err
+	}
 	for _, j := range cfg.Jobs {
 		if skip[j.Name] {
 			continue
 		}
-		c := state.Plan(j.Spec, d.store.Job(j.Name), now, j.CatchupD)
+		c := state.Plan(j.Spec, job(j.Name), now, j.CatchupD)
 		if c.Empty() {
 			continue
 		}
@@ -239,6 +243,28 @@ func (d *Daemon) catchUp(cfg *schedule.Config, now time.Time, skip map[string]bo
 		crashPoint("catchup-settled")
 	}
 	return claims, nil
+}
+
+// bulkStates is a run state that reads every job's state at once: the
+// etcd store, where reading job by job costs one round trip each.
+type bulkStates interface {
+	JobStates() (map[string]state.JobState, error)
+}
+
+// jobStates returns the jobs' state as one read found it, for a pass over
+// every job (catch-up): in a cluster one range read of etcd rather than one
+// read per job (thousands of jobs took seconds). An error means etcd did
+// not answer: nothing could be claimed anyway.
+func (d *Daemon) jobStates() (func(string) state.JobState, error) {
+	b, ok := d.store.(bulkStates)
+	if !ok {
+		return d.store.Job, nil
+	}
+	m, err := b.JobStates()
+	if err != nil {
+		return nil, err
+	}
+	return func(name string) state.JobState { return m[name] }, nil
 }
 
 // crashAt names the point at which the process kills itself with SIGKILL,

@@ -368,6 +368,50 @@ func (s *Store) readJob(name string) (state.JobState, error) {
 	return st, nil
 }
 
+// JobStates returns the state of every job with a record or an intent
+// under the prefix, in one read (one transaction of two range reads,
+// however many jobs there are): what catch-up plans from. The last state
+// read of each job (Job's answer while etcd is away) is updated too.
+func (s *Store) JobStates() (map[string]state.JobState, error) {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.prefix+"jobs/", clientv3.WithPrefix()),
+		clientv3.OpGet(s.prefix+"intents/", clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("etcdstore: read the jobs' state: %w", err)
+	}
+	out := map[string]state.JobState{}
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		v, err := decodeJob(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("etcdstore: %s: %w", kv.Key, err)
+		}
+		name := strings.TrimPrefix(string(kv.Key), s.prefix+"jobs/")
+		out[name] = state.JobState{Since: v.Since, LastDone: v.LastDone, LastRunID: v.LastRunID}
+	}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		var in intentValue
+		if err := json.Unmarshal(kv.Value, &in); err != nil {
+			return nil, fmt.Errorf("etcdstore: %s: %w", kv.Key, err)
+		}
+		st := out[in.Job]
+		st.InFlight = append(st.InFlight, in.Intent)
+		out[in.Job] = st
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, st := range out {
+		sortIntents(st.InFlight)
+		s.cache[name] = st
+		c := st
+		c.InFlight = slices.Clone(st.InFlight)
+		out[name] = c
+	}
+	return out, nil
+}
+
 func sortIntents(ins []state.Intent) {
 	slices.SortFunc(ins, func(a, b state.Intent) int {
 		if c := a.Scheduled.Compare(b.Scheduled); c != 0 {

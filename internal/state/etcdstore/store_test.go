@@ -410,3 +410,77 @@ func countKeys(t *testing.T, cli *clientv3.Client, prefix string) int64 {
 	}
 	return resp.Count
 }
+
+// TestJobStatesOneRead: JobStates answers, in one read, what Job answers
+// job by job: registration, last done fire and the intents in flight,
+// each under its own job (also when one job's name starts with another's).
+func TestJobStatesOneRead(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a := openReplica(t, "a", srv.Endpoint(), "/bulk/")
+	names := []string{"nb", "nb-on", "nb-on-2", "cmak"}
+	if err := a.s.Sync(nil, names, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.s.Done("nb", t0.Add(time.Minute), "nb@x"); err != nil {
+		t.Fatal(err)
+	}
+	for i, j := range []string{"nb-on", "nb-on", "cmak", "gone"} {
+		if ok, err := a.s.Claim(intent(j, t0.Add(time.Duration(2-i)*time.Hour), true)); !ok || err != nil {
+			t.Fatalf("Claim %s = %v, %v", j, ok, err)
+		}
+	}
+	got, err := a.s.JobStates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 {
+		t.Errorf("JobStates has %d jobs; want 5 (4 registered, 1 with an intent only): %v", len(got), got)
+	}
+	for _, name := range append(names, "gone", "unknown") {
+		want := a.s.Job(name)
+		if g := got[name]; fmt.Sprint(g) != fmt.Sprint(want) {
+			t.Errorf("JobStates()[%s] = %+v; Job(%s) = %+v", name, g, name, want)
+		}
+	}
+	if n := len(got["nb-on"].InFlight); n != 2 || !got["nb-on"].InFlight[0].Scheduled.Before(got["nb-on"].InFlight[1].Scheduled) {
+		t.Errorf("nb-on in flight: %+v; want its 2 intents, oldest first", got["nb-on"].InFlight)
+	}
+}
+
+// BenchmarkJobStates: the leader's catch-up check over 2000 jobs, one
+// Job read per job against one JobStates read.
+func BenchmarkJobStates(b *testing.B) {
+	srv := etcdtest.Start(b)
+	cli := etcdtest.Client(b, srv.Endpoint())
+	l, err := audit.Open(filepath.Join(b.TempDir(), "a.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	s, err := etcdstore.Open(etcdstore.Options{Client: cli, Prefix: "/bench/", Node: "a", TTL: ttl, Journal: l, Log: zerolog.Nop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	names := make([]string, 2000)
+	for i := range names {
+		names[i] = fmt.Sprintf("job-%04d", i)
+	}
+	if err := s.Sync(nil, names, t0); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("per-job", func(b *testing.B) {
+		for b.Loop() {
+			for _, n := range names {
+				_ = s.Job(n)
+			}
+		}
+	})
+	b.Run("one-read", func(b *testing.B) {
+		for b.Loop() {
+			if m, err := s.JobStates(); err != nil || len(m) != len(names) {
+				b.Fatalf("JobStates: %d jobs, %v", len(m), err)
+			}
+		}
+	})
+}
