@@ -195,7 +195,10 @@ func (e env) cmdRun(args []string) int {
 		OnReload: func(phase string, st daemon.Status) { n.Reload(phase, st.String()) },
 		// The audit log stopped or started writing: STATUS= says so now,
 		// not at the next periodic refresh.
-		OnAudit: func(st daemon.Status) { _ = service.Status(st.String()) },
+		OnAudit: func(st daemon.Status) { n.Status(st.String()) },
+		// Likewise when this replica of a cluster is elected, loses the
+		// leadership, is cut off from etcd or is back.
+		OnCluster: func(st daemon.Status) { n.Status(st.String()) },
 		Started: func(d *daemon.Daemon) {
 			served.Go(func() { n.Serve(e.ctx, d.Health, func() string { return d.Status().String() }) })
 		},

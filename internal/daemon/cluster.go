@@ -42,9 +42,22 @@ type cluster struct {
 	since  time.Time // when live last changed
 	leader bool
 
+	// changed wakes the loop that tells Options.OnCluster (one pending
+	// wake-up at most: it tells the status as it is then).
+	changed chan struct{}
+
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+}
+
+// roleChanged notes a change of the replica's part in the cluster
+// (elected, lost leadership, cut off, back).
+func (c *cluster) roleChanged() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
 }
 
 // claimTimeout bounds each request to etcd.
@@ -144,7 +157,7 @@ func openCluster(c *schedule.Cluster, res secret.Resolver, log zerolog.Logger, a
 		return nil, fmt.Errorf("cluster: connect to etcd %s: %w", strings.Join(c.Etcd.Endpoints, ", "), err)
 	}
 	cl := &cluster{node: c.Node, cli: cli, log: log.With().Str("node", c.Node).Logger(), ttl: c.Etcd.TTL(),
-		prefix: c.Etcd.Prefix, live: true, since: time.Now(), stop: make(chan struct{})}
+		prefix: c.Etcd.Prefix, live: true, since: time.Now(), stop: make(chan struct{}), changed: make(chan struct{}, 1)}
 	cl.store, err = etcdstore.Open(etcdstore.Options{
 		Client: cli, Prefix: c.Etcd.Prefix, Node: c.Node, TTL: c.Etcd.TTL(), Journal: al, Log: log,
 		OnSession: cl.setLive,
@@ -163,11 +176,19 @@ func openCluster(c *schedule.Cluster, res secret.Resolver, log zerolog.Logger, a
 
 func (c *cluster) setLive(up bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.live, c.since = up, time.Now()
 	if !up {
 		c.leader = false
 	}
+	c.mu.Unlock()
+	c.roleChanged()
+}
+
+func (c *cluster) setLeader(lead bool) {
+	c.mu.Lock()
+	c.leader = lead
+	c.mu.Unlock()
+	c.roleChanged()
 }
 
 // problem returns what STATUS= and /readyz say about the cluster: "" while
@@ -226,7 +247,11 @@ func (c *cluster) close() error {
 // claimer is gone, and the election whose winner runs catch-up.
 func (d *Daemon) startCluster() {
 	c := d.cl
-	c.wg.Add(2)
+	c.wg.Add(3)
+	go func() {
+		defer c.wg.Done()
+		d.tellCluster()
+	}()
 	go func() {
 		defer c.wg.Done()
 		d.recoverOrphans()
@@ -235,6 +260,24 @@ func (d *Daemon) startCluster() {
 		defer c.wg.Done()
 		d.campaign()
 	}()
+}
+
+// tellCluster calls Options.OnCluster with the status whenever the
+// replica's part in the cluster changes, so that STATUS= shows a new
+// leader or a replica cut off etcd at once rather than at the next
+// periodic refresh.
+func (d *Daemon) tellCluster() {
+	c := d.cl
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.changed:
+		}
+		if d.opts.OnCluster != nil {
+			d.opts.OnCluster(d.Status())
+		}
+	}
 }
 
 // recoverOrphans takes over fires whose claimer's lease expired (it died
@@ -320,9 +363,7 @@ func (d *Daemon) campaign() {
 			}
 			continue
 		}
-		c.mu.Lock()
-		c.leader = true
-		c.mu.Unlock()
+		c.setLeader(true)
 		c.log.Info().Msg("cluster: elected leader; catch-up runs on this replica")
 		d.mu.Lock()
 		cfg := d.plan.cfg
@@ -331,9 +372,7 @@ func (d *Daemon) campaign() {
 			d.log.Error().Err(err).Msg("cluster: catch-up as the new leader failed")
 		}
 		d.leaderLoop(ctx)
-		c.mu.Lock()
-		c.leader = false
-		c.mu.Unlock()
+		c.setLeader(false)
 		select {
 		case <-c.stop:
 			rctx, rcancel := context.WithTimeout(context.Background(), time.Second)

@@ -323,3 +323,70 @@ func TestClusterWindowsOnLeader(t *testing.T) {
 	}
 	t.Logf("%s reconciled %v after the leader stopped", other.node, time.Since(stopped).Round(time.Millisecond))
 }
+
+// TestClusterStatusOnChange: OnCluster (systemd STATUS=) tells each change
+// of a replica's part in the cluster as it happens, not at the next
+// periodic refresh: the leader's election, a replica cut off etcd and its
+// return, and the other replica's election when the leader stops.
+func TestClusterStatusOnChange(t *testing.T) {
+	srv := etcdtest.Start(t)
+	px := etcdtest.NewProxy(t, strings.TrimPrefix(srv.Endpoint(), "http://"))
+	type replica struct {
+		d      *Daemon
+		status chan string
+	}
+	start := func(node, endpoint string) *replica {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "scheduler.yaml")
+		writeConfig(t, path, "version: 1\ntimezone: UTC\naudit: {path: audit.jsonl}\nstate: {dir: state}\n"+
+			"cluster:\n  node: "+node+"\n  etcd: {endpoints: ["+endpoint+"], prefix: /status/, lease_ttl: 2s}\n"+
+			"accounts:\n  sb: {vendor: sandbox}\njobs:\n"+
+			"  - {name: on, schedule: \"0 9 1 1 *\", account: sb, action: modelarts.notebook.start, targets: [nb-1]}\n")
+		r := &replica{status: make(chan string, 64)}
+		d, err := Start(Options{ConfigPath: path, Log: zerolog.Nop(), Grace: 5 * time.Second,
+			OnCluster: func(st Status) { r.status <- st.String() }})
+		if err != nil {
+			t.Fatalf("start %s: %v", node, err)
+		}
+		r.d = d
+		t.Cleanup(func() {
+			if r.d != nil {
+				_ = r.d.Shutdown()
+			}
+		})
+		return r
+	}
+	// await returns how long until r told a status containing want.
+	await := func(r *replica, want string, within time.Duration) time.Duration {
+		t.Helper()
+		began := time.Now()
+		timeout := time.After(within)
+		for {
+			select {
+			case s := <-r.status:
+				if strings.Contains(s, want) {
+					return time.Since(began)
+				}
+			case <-timeout:
+				t.Fatalf("no status containing %q within %v; status now %q", want, within, r.d.Status())
+			}
+		}
+	}
+	a := start("a", srv.Endpoint())
+	await(a, "cluster leader", 10*time.Second)
+	b := start("b", px.Endpoint())
+
+	px.Cut()
+	took := await(b, "cut off from etcd", 10*time.Second)
+	t.Logf("b told it is cut off %v after the cut", took.Round(time.Millisecond))
+	px.Restore()
+	took = await(b, "cluster replica", 30*time.Second)
+	t.Logf("b told it is back %v after etcd was reachable again", took.Round(time.Millisecond))
+
+	if err := a.d.Shutdown(); err != nil {
+		t.Errorf("a: Shutdown: %v", err)
+	}
+	a.d = nil
+	took = await(b, "cluster leader", 10*time.Second)
+	t.Logf("b told it leads %v after a stopped", took.Round(time.Millisecond))
+}

@@ -59,6 +59,10 @@ type Options struct {
 	// OnAudit, if set, is called with the status when the audit log stops
 	// writing (a full disk) and when it writes again (systemd STATUS=).
 	OnAudit func(Status)
+	// OnCluster, if set, is called with the status when the replica's part
+	// in a cluster changes: elected leader, leadership lost, cut off from
+	// etcd, back (systemd STATUS=, at once rather than every 30 s).
+	OnCluster func(Status)
 	// AuditWrite, AuditRetryInitial and AuditRetryMax are passed to the
 	// audit log (audit.Options): tests inject a full disk with AuditWrite.
 	AuditWrite                       func(*os.File, []byte) (int, error)

@@ -52,6 +52,13 @@ func (n *Notifier) Reload(phase, status string) {
 	n.check("ready", Ready(n.line(status)))
 }
 
+// Status sends STATUS= now, outside Serve's periodic refresh (the audit
+// log stopped writing, a cluster replica's role changed), keeping the
+// note about a rejected reload.
+func (n *Notifier) Status(status string) {
+	n.check("status", Status(n.line(status)))
+}
+
 // line appends the last reload rejection, if any, to status.
 func (n *Notifier) line(status string) string {
 	n.mu.Lock()
