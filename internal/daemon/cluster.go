@@ -2,8 +2,13 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -167,11 +172,62 @@ func openCluster(c *schedule.Cluster, res secret.Resolver, log zerolog.Logger, a
 	})
 	if err != nil {
 		_ = cli.Close()
+		if herr := tlsProblem(c.Etcd.Endpoints, tlsCfg); herr != nil {
+			// The client only says the deadline passed; the handshake
+			// says why.
+			return nil, fmt.Errorf("cluster: %w (the etcd client: %v)", herr, err)
+		}
 		return nil, fmt.Errorf("cluster: %w (endpoints %s)", err, strings.Join(c.Etcd.Endpoints, ", "))
 	}
 	cl.log.Info().Strs("endpoints", c.Etcd.Endpoints).Str("prefix", c.Etcd.Prefix).Dur("lease_ttl_ms", cl.ttl).
 		Msg("cluster: run state in etcd; this replica claims fires with its lease")
 	return cl, nil
+}
+
+// tlsProblem shakes hands with each https endpoint with cfg, after the
+// etcd client failed to open a session: the first handshake that fails
+// (an unknown CA, a certificate not for that host, a client certificate
+// etcd refuses) is returned with what to check; nil if none fails or
+// none uses TLS.
+func tlsProblem(endpoints []string, cfg *tls.Config) error {
+	if cfg == nil {
+		return nil
+	}
+	for _, ep := range endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || u.Scheme != "https" {
+			continue
+		}
+		c := cfg.Clone()
+		if c.ServerName == "" {
+			c.ServerName = u.Hostname()
+		}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", u.Host, c)
+		if err == nil {
+			// The server verifies a client certificate after its own
+			// handshake half; a refusal shows on the first read.
+			_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+			var ne net.Error
+			if err == nil || errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.EOF) {
+				continue
+			}
+			return fmt.Errorf("TLS with etcd %s: %v: etcd refused this replica's client certificate; "+
+				"check that cluster.etcd.tls.cert and key are a client certificate signed by the CA etcd trusts (--trusted-ca-file)", ep, err)
+		}
+		var unknown x509.UnknownAuthorityError
+		var host x509.HostnameError
+		switch {
+		case errors.As(err, &unknown):
+			return fmt.Errorf("TLS with etcd %s: %v: check that cluster.etcd.tls.ca is the CA that signed etcd's server certificate", ep, err)
+		case errors.As(err, &host):
+			return fmt.Errorf("TLS with etcd %s: %v: the endpoint must name a host in etcd's server certificate", ep, err)
+		case errors.As(err, new(*tls.CertificateVerificationError)):
+			return fmt.Errorf("TLS with etcd %s: %v: check cluster.etcd.tls.ca", ep, err)
+		}
+	}
+	return nil
 }
 
 func (c *cluster) setLive(up bool) {

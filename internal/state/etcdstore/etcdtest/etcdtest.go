@@ -47,6 +47,7 @@ func Binary() string {
 // the end of the test.
 type Server struct {
 	bin, dir        string
+	tls             *TLSFiles // nil: plain http
 	clientURL, peer string
 	mu              sync.Mutex
 	cmd             *exec.Cmd
@@ -79,6 +80,37 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// TLSFiles are the PEM files of an etcd serving clients over TLS.
+type TLSFiles struct {
+	Cert, Key string // the server's certificate (for 127.0.0.1) and key
+	CA        string // the CA that client certificates must be signed by
+}
+
+// StartTLS starts an etcd for t that serves clients on https and requires
+// a client certificate signed by f.CA (--client-cert-auth), skipping t
+// when no etcd binary is installed.
+func StartTLS(t testing.TB, f TLSFiles) *Server {
+	t.Helper()
+	bin := Binary()
+	if bin == "" {
+		t.Skip("no etcd binary: install the Debian package etcd-server (apt-get install -y etcd-server), " +
+			"or name one in SCHEDULER_TEST_ETCD, to run the tests against a real etcd")
+	}
+	s := &Server{bin: bin, dir: t.TempDir(), tls: &f}
+	var err error
+	for range 3 {
+		s.clientURL, s.peer = "https://"+freeAddr(t), "http://"+freeAddr(t)
+		if err = s.start(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	t.Cleanup(s.Kill)
+	return s
+}
+
 func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -99,6 +131,10 @@ func (s *Server) start() error {
 		"--initial-cluster", "test="+s.peer,
 		"--logger", "zap", "--log-level", "info",
 	)
+	if s.tls != nil {
+		cmd.Args = append(cmd.Args, "--cert-file", s.tls.Cert, "--key-file", s.tls.Key,
+			"--trusted-ca-file", s.tls.CA, "--client-cert-auth")
+	}
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.Discard
 	cmd.Stderr = pw
