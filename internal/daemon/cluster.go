@@ -71,9 +71,9 @@ const claimTimeout = time.Second
 // openRunState opens the run state the config asks for and the audit log
 // that journals it: the embedded store in state.dir, or, with cluster:,
 // the etcd store under the cluster's prefix (then cl is not nil).
-func openRunState(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger, configPath string, aopts audit.Options) (state.RunState, *audit.Log, *cluster, error) {
+func openRunState(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger, configPath string, aopts audit.Options, health *runStateHealth) (state.RunState, *audit.Log, *cluster, error) {
 	if cfg.Cluster == nil {
-		s, al, err := openLocalState(cfg, log, configPath, aopts)
+		s, al, err := openLocalState(cfg, log, configPath, aopts, health)
 		return s, al, nil, err
 	}
 	c := cfg.Cluster
@@ -99,7 +99,7 @@ func openRunState(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger,
 
 // openLocalState opens the embedded store and the audit log as its
 // journal.
-func openLocalState(cfg *schedule.Config, log zerolog.Logger, configPath string, aopts audit.Options) (*state.Store, *audit.Log, error) {
+func openLocalState(cfg *schedule.Config, log zerolog.Logger, configPath string, aopts audit.Options, health *runStateHealth) (*state.Store, *audit.Log, error) {
 	store, err := state.Open(cfg.State.Dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open run state: %w", err)
@@ -126,7 +126,14 @@ func openLocalState(cfg *schedule.Config, log zerolog.Logger, configPath string,
 	if err := store.Attach(al, state.AttachOptions{
 		AuditPath: cfg.Audit.Path,
 		OnError: func(err error) {
-			log.Error().Err(err).Str("state", store.Path()).Msg("run-state checkpoint failed; the audit log still holds every fire, retrying")
+			tries := health.failed(err)
+			log.Error().Err(err).Str("state", store.Path()).Int("tries", tries).
+				Msg("run-state checkpoint failed; the audit log still holds every fire, retrying")
+		},
+		OnRecover: func() {
+			since, tries := health.recovered()
+			log.Info().Str("state", store.Path()).Int("tries", tries).Dur("down_ms", time.Since(since)).
+				Msg("run-state checkpoint written again")
 		},
 	}); err != nil {
 		_ = al.Close()

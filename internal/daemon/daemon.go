@@ -56,8 +56,9 @@ type Options struct {
 	Started func(*Daemon)
 	// Watch makes the daemon reload by itself when the config file changes.
 	Watch bool
-	// OnAudit, if set, is called with the status when the audit log stops
-	// writing (a full disk) and when it writes again (systemd STATUS=).
+	// OnAudit, if set, is called with the status when the audit log or the
+	// run state's database stops writing (a full disk) and when it writes
+	// again (systemd STATUS=).
 	OnAudit func(Status)
 	// OnCluster, if set, is called with the status when the replica's part
 	// in a cluster changes: elected leader, leadership lost, cut off from
@@ -88,6 +89,7 @@ type Status struct {
 	NextFire    time.Time
 	LastFailure string // the newest fire that failed on a target, if any
 	Audit       string // why the audit log is not writing, if it is not
+	RunState    string // why the run state's database is not written, if it is not
 	// Cluster is the replica's role in a cluster ("leader", "replica"), or
 	// why it claims no fires; "" on a single host.
 	Cluster string
@@ -103,6 +105,9 @@ func (s Status) String() string {
 	}
 	if s.Audit != "" {
 		line += "; " + s.Audit
+	}
+	if s.RunState != "" {
+		line += "; " + s.RunState
 	}
 	if s.Cluster != "" {
 		line = "cluster " + s.Cluster + "; " + line
@@ -123,22 +128,24 @@ type Daemon struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	store     state.RunState   // run state: intents, last done fires
-	cl        *cluster         // nil on a single host; see cluster.go
-	hub       *observe.Hub     // the record stream's fan-out (observe.go)
-	tracker   *observe.Tracker // what the status says about jobs
-	control   *control.Server  // <state.dir>/control.sock; nil if it could not open
-	windows   *reconciler      // keeps windows' targets in their desired state (windows.go)
-	metrics   *observe.Metrics
-	notifier  *notify.Notifier
-	savedStop chan struct{} // stops the saved-hours ticker (observe.go)
-	savedDone chan struct{}
-	httpMu    sync.Mutex
-	http      *observe.Server // http.listen; nil when absent or not bound
-	httpAddr  string          // the http.listen it was started for
-	started   time.Time
-	stopClock chan struct{}
-	clockDone chan struct{}
+	store state.RunState // run state: intents, last done fires
+	// stateHealth: whether the run state's background checkpoints write.
+	stateHealth *runStateHealth
+	cl          *cluster         // nil on a single host; see cluster.go
+	hub         *observe.Hub     // the record stream's fan-out (observe.go)
+	tracker     *observe.Tracker // what the status says about jobs
+	control     *control.Server  // <state.dir>/control.sock; nil if it could not open
+	windows     *reconciler      // keeps windows' targets in their desired state (windows.go)
+	metrics     *observe.Metrics
+	notifier    *notify.Notifier
+	savedStop   chan struct{} // stops the saved-hours ticker (observe.go)
+	savedDone   chan struct{}
+	httpMu      sync.Mutex
+	http        *observe.Server // http.listen; nil when absent or not bound
+	httpAddr    string          // the http.listen it was started for
+	started     time.Time
+	stopClock   chan struct{}
+	clockDone   chan struct{}
 
 	mu       sync.Mutex
 	plan     *plan
@@ -315,8 +322,9 @@ func Start(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	stateHealth := &runStateHealth{}
 	store, al, cl, err := openRunState(cfg, opts.Resolver, log, opts.ConfigPath,
-		audit.Options{Write: opts.AuditWrite, RetryInitial: opts.AuditRetryInitial, RetryMax: opts.AuditRetryMax})
+		audit.Options{Write: opts.AuditWrite, RetryInitial: opts.AuditRetryInitial, RetryMax: opts.AuditRetryMax}, stateHealth)
 	if err != nil {
 		p.close()
 		return nil, err
@@ -328,8 +336,11 @@ func Start(opts Options) (*Daemon, error) {
 			_ = store.Close()
 		}
 	}
-	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, cl: cl, plan: p, entries: map[string]entry{},
+	d := &Daemon{opts: opts, log: log, now: opts.Now, audit: al, store: store, stateHealth: stateHealth, cl: cl, plan: p, entries: map[string]entry{},
 		stopClock: make(chan struct{}), clockDone: make(chan struct{}), lastSeen: cfg.Hash(), started: opts.Now().UTC()}
+	if opts.OnAudit != nil {
+		stateHealth.setChanged(func() { opts.OnAudit(d.Status()) })
+	}
 	d.watchdogAfter = DefaultWatchdogAfter
 	if w := cfg.Audit.WatchdogAfter; w != nil {
 		d.watchdogAfter = w.D()
@@ -826,7 +837,7 @@ func (d *Daemon) waitIdle(timeout <-chan time.Time) bool {
 func (d *Daemon) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := Status{Jobs: len(d.entries), LastFailure: d.lastFail, Audit: d.auditProblem()}
+	st := Status{Jobs: len(d.entries), LastFailure: d.lastFail, Audit: d.auditProblem(), RunState: d.stateHealth.problem()}
 	if d.cl != nil {
 		st.Cluster = d.cl.role()
 		if p := d.cl.problem(); p != "" {

@@ -23,10 +23,18 @@ type AttachOptions struct {
 	AuditPath string
 	// Interval: see DefaultCheckpointInterval.
 	Interval time.Duration
-	// OnError, if set, is told about a background checkpoint that failed
-	// (it is retried at the next change and at Close).
+	// OnError, if set, is told about each background checkpoint that
+	// failed. The store keeps the changes in memory and retries on its own,
+	// after Interval, then doubling up to MaxCheckpointRetry, and at Close.
 	OnError func(error)
+	// OnRecover, if set, is told when a background checkpoint succeeds
+	// after OnError: the database holds the run state again.
+	OnRecover func()
 }
+
+// MaxCheckpointRetry is the longest wait between two tries of a failing
+// background checkpoint.
+const MaxCheckpointRetry = 30 * time.Second
 
 // ManualTrigger is the detail suffix of the run records of `scheduler
 // trigger`: manual runs are not scheduled fires, and replay leaves them out
@@ -57,6 +65,7 @@ func (s *Store) Attach(j Journal, opts AttachOptions) error {
 	s.mu.Lock()
 	s.journal = j
 	s.onError = opts.OnError
+	s.onRecover = opts.OnRecover
 	s.interval = opts.Interval
 	s.kick = make(chan struct{}, 1)
 	s.stop = make(chan struct{})
@@ -76,27 +85,42 @@ func (s *Store) schedule() {
 }
 
 // loop runs checkpoints: one per Interval at most, none while nothing
-// changes.
+// changes. A checkpoint that fails (disk full, I/O error) is retried
+// without waiting for a change: after Interval, then doubling up to
+// MaxCheckpointRetry, until one succeeds. The changes stay in memory
+// meanwhile, and the journal holds them durably.
 func (s *Store) loop() {
 	defer close(s.stopped)
 	t := time.NewTimer(0)
 	t.Stop()
+	var retry time.Duration // while checkpoints fail: the wait before the next try
 	for {
-		select {
-		case <-s.stop:
-			t.Stop()
-			return
-		case <-s.kick:
+		if retry == 0 {
+			select {
+			case <-s.stop:
+				return
+			case <-s.kick:
+			}
+			t.Reset(s.interval)
+		} else {
+			t.Reset(retry)
 		}
-		t.Reset(s.interval)
 		select {
 		case <-s.stop:
 			t.Stop()
 			return
 		case <-t.C:
 		}
-		if err := s.Checkpoint(); err != nil && s.onError != nil {
-			s.onError(err)
+		if err := s.Checkpoint(); err != nil {
+			retry = min(max(2*retry, s.interval), MaxCheckpointRetry)
+			if s.onError != nil {
+				s.onError(err)
+			}
+		} else if retry != 0 {
+			retry = 0
+			if s.onRecover != nil {
+				s.onRecover()
+			}
 		}
 	}
 }

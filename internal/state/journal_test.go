@@ -28,6 +28,14 @@ type journaled struct {
 // Open, the audit log checked against the stored tail, Attach.
 func openJournaled(t *testing.T, dir string) *journaled {
 	t.Helper()
+	// A long interval: checkpoints happen only where the test asks.
+	return openJournaledWith(t, dir, AttachOptions{Interval: time.Hour})
+}
+
+// openJournaledWith is openJournaled with opts for Attach (AuditPath is
+// set here).
+func openJournaledWith(t *testing.T, dir string, opts AttachOptions) *journaled {
+	t.Helper()
 	s, err := Open(filepath.Join(dir, "state"))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -39,8 +47,8 @@ func openJournaled(t *testing.T, dir string) *journaled {
 		s.Close()
 		t.Fatalf("open audit log: %v", err)
 	}
-	// A long interval: checkpoints happen only where the test asks.
-	if err := s.Attach(l, AttachOptions{AuditPath: path, Interval: time.Hour}); err != nil {
+	opts.AuditPath = path
+	if err := s.Attach(l, opts); err != nil {
 		t.Fatalf("Attach: %v", err)
 	}
 	j := &journaled{dir: dir, auditPath: path, s: s, log: l}

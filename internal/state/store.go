@@ -167,12 +167,13 @@ type Store struct {
 	dirtyTail    bool
 	closed       bool
 
-	journal  Journal
-	onError  func(error)
-	interval time.Duration
-	kick     chan struct{}
-	stop     chan struct{}
-	stopped  chan struct{}
+	journal   Journal
+	onError   func(error)
+	onRecover func()
+	interval  time.Duration
+	kick      chan struct{}
+	stop      chan struct{}
+	stopped   chan struct{}
 }
 
 // Open opens the run state in dir, creating dir (mode 0700) and an empty
