@@ -315,7 +315,9 @@ func (c *Cloud) parseSCNetToken(tok string) (*scnetClaims, error) {
 	}
 	m := hmac.New(sha256.New, c.key)
 	m.Write([]byte(parts[0] + "." + parts[1]))
-	sig, err := b64.DecodeString(parts[2])
+	// Strict: a signature is accepted only in its canonical encoding, not
+	// with the last character's unused bits set.
+	sig, err := b64.Strict().DecodeString(parts[2])
 	if err != nil || !hmac.Equal(sig, m.Sum(nil)) {
 		return nil, errors.New("token signature invalid")
 	}

@@ -152,8 +152,42 @@ func TestSCNetTokenRoundTrip(t *testing.T) {
 	if _, err := other.parseSCNetToken(tok); err == nil {
 		t.Error("another Cloud accepted the token; want a signature error")
 	}
-	forged := tok[:len(tok)-2] + "AA"
-	if _, err := c.parseSCNetToken(forged); err == nil {
-		t.Error("parseSCNetToken(forged) = nil; want an error")
+	// Forgeries that always differ from the token: a signature with one
+	// bit flipped; the payload changed under the old signature; and the
+	// same signature in a non-canonical encoding (the last character's
+	// unused low bits set), which must not pass for the token either.
+	// (The test used to replace the last two characters by "AA": about one
+	// token in a thousand ends in "AA", and the "forgery" was the token.)
+	parts := strings.Split(tok, ".")
+	sig, err := b64.DecodeString(parts[2])
+	if err != nil {
+		t.Fatal(err)
 	}
+	sig[len(sig)-1] ^= 1
+	payload := strings.Replace(mustB64Decode(t, parts[1]), `"clusterId":"11112"`, `"clusterId":"22222"`, 1)
+	last := strings.IndexByte(scnetAlphabet, parts[2][len(parts[2])-1])
+	for name, forged := range map[string]string{
+		"bit flipped in the signature": parts[0] + "." + parts[1] + "." + b64.EncodeToString(sig),
+		"payload changed":              parts[0] + "." + b64.EncodeToString([]byte(payload)) + "." + parts[2],
+		"non-canonical signature":      parts[0] + "." + parts[1] + "." + parts[2][:len(parts[2])-1] + string(scnetAlphabet[last|1]),
+	} {
+		if forged == tok {
+			t.Fatalf("%s: the forgery is the token", name)
+		}
+		if _, err := c.parseSCNetToken(forged); err == nil {
+			t.Errorf("parseSCNetToken(%s) = nil; want an error", name)
+		}
+	}
+}
+
+// scnetAlphabet is base64url's: a character's index is its 6 bits.
+const scnetAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+func mustB64Decode(t *testing.T, s string) string {
+	t.Helper()
+	b, err := b64.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
