@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/observe"
 	"github.com/cloudcron/scheduler/internal/schedule"
 	"github.com/cloudcron/scheduler/internal/secret"
 	"github.com/cloudcron/scheduler/internal/state"
@@ -277,6 +278,23 @@ func (c *cluster) role() string {
 		return "leader"
 	}
 	return "replica"
+}
+
+// view is the cluster as `scheduler status` shows it: this replica's role
+// and, read from etcd, the leader and the replicas alive.
+func (c *cluster) view() *observe.Cluster {
+	v := &observe.Cluster{Node: c.node, Role: c.role(), Problem: c.problem()}
+	if v.Problem != "" {
+		return v // cut off: etcd would not answer
+	}
+	members, err := c.store.Members()
+	switch {
+	case err != nil:
+		v.Problem = "cannot read the replicas from etcd: " + err.Error()
+	case len(members) > 0:
+		v.Leader, v.Replicas = members[0], members
+	}
+	return v
 }
 
 func (c *cluster) isLeader() bool {

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/observe"
 	"github.com/cloudcron/scheduler/internal/secret"
 	"github.com/cloudcron/scheduler/internal/state"
 	"github.com/cloudcron/scheduler/internal/state/etcdstore/etcdtest"
@@ -375,9 +376,24 @@ func TestClusterStatusOnChange(t *testing.T) {
 	a := start("a", srv.Endpoint())
 	await(a, "cluster leader", 10*time.Second)
 	b := start("b", px.Endpoint())
+	// `scheduler status` on b shows the cluster: a leads, both alive.
+	text := func(r *replica) string {
+		var buf strings.Builder
+		observe.WriteText(&buf, r.d.Snapshot())
+		return buf.String()
+	}
+	waitUntil(t, "b's status to show a leading and both replicas", func() bool {
+		return strings.Contains(text(b), "cluster: this is b (replica); leader a; replicas alive (2): a, b")
+	})
+	if c := a.d.Snapshot().Cluster; c == nil || c.Role != "leader" || c.Leader != "a" {
+		t.Errorf("a's cluster view = %+v; want a leading", c)
+	}
 
 	px.Cut()
 	took := await(b, "cut off from etcd", 10*time.Second)
+	if c := b.d.Snapshot().Cluster; c == nil || !strings.Contains(c.Problem, "cut off from etcd") || c.Leader != "" {
+		t.Errorf("b's cluster view while cut off = %+v; want the problem and no leader it cannot know", c)
+	}
 	t.Logf("b told it is cut off %v after the cut", took.Round(time.Millisecond))
 	px.Restore()
 	took = await(b, "cluster replica", 30*time.Second)
@@ -389,4 +405,7 @@ func TestClusterStatusOnChange(t *testing.T) {
 	a.d = nil
 	took = await(b, "cluster leader", 10*time.Second)
 	t.Logf("b told it leads %v after a stopped", took.Round(time.Millisecond))
+	if got := text(b); !strings.Contains(got, "cluster: this is b (leader); leader b; replicas alive (1): b") {
+		t.Errorf("b's status after a stopped:\n%s\nwant b leading alone", got)
+	}
 }

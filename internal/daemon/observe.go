@@ -234,6 +234,9 @@ func (d *Daemon) Snapshot() observe.Status {
 	d.mu.Unlock()
 	d.fillWindows(&st, cfg)
 	d.tracker.Fill(&st)
+	if d.cl != nil {
+		st.Cluster = d.cl.view()
+	}
 	st.Ready, st.Problem = d.ready(st.Problem)
 	return st
 }

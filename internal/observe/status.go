@@ -18,6 +18,9 @@ type Status struct {
 	Problem string    `json:"problem,omitempty"` // why it is not ready, or the newest daemon-wide problem
 
 	Reload Reload `json:"reload"`
+	// Cluster is this replica's view of the cluster (config cluster:);
+	// absent on a single host.
+	Cluster *Cluster `json:"cluster,omitempty"`
 
 	Jobs      []Job       `json:"jobs"`
 	Windows   []Window    `json:"windows"`
@@ -26,6 +29,18 @@ type Status struct {
 	// RecentFailures are the newest failure-like records (failure, unknown,
 	// verify_failed, missed; reload and notify failures), newest first.
 	RecentFailures []audit.Record `json:"recent_failures"`
+}
+
+// Cluster is a replica's view of its cluster.
+type Cluster struct {
+	Node string `json:"node"` // this replica
+	Role string `json:"role"` // "leader" or "replica"
+	// Leader and Replicas are read from etcd at the snapshot: the
+	// replicas holding a live session, in the order they joined; the
+	// first leads. Empty when etcd could not be read (Problem says why).
+	Leader   string   `json:"leader,omitempty"`
+	Replicas []string `json:"replicas,omitempty"`
+	Problem  string   `json:"problem,omitempty"`
 }
 
 // Reload is the outcome of the newest config load.

@@ -21,6 +21,16 @@ func WriteText(w io.Writer, st Status) {
 	if st.Problem != "" {
 		fmt.Fprintf(w, "problem: %s\n", st.Problem)
 	}
+	if c := st.Cluster; c != nil {
+		line := fmt.Sprintf("cluster: this is %s (%s)", c.Node, c.Role)
+		if c.Leader != "" {
+			line += fmt.Sprintf("; leader %s; replicas alive (%d): %s", c.Leader, len(c.Replicas), strings.Join(c.Replicas, ", "))
+		}
+		if c.Problem != "" {
+			line += "; " + c.Problem
+		}
+		fmt.Fprintln(w, line)
+	}
 	if !st.Reload.Successful && !st.Reload.Time.IsZero() {
 		fmt.Fprintf(w, "last reload REJECTED at %s: %s\n", clock(st.Reload.Time), st.Reload.Error)
 	}

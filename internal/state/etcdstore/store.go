@@ -856,6 +856,25 @@ func (s *Store) RecordOutcomes(recs []audit.Record) error {
 	return nil
 }
 
+// Members returns the replicas holding a live session, in the order they
+// joined the election under P leader/ (every replica with a session
+// campaigns there, its key bound to its lease): the first one leads. It
+// answers for the cluster view of `scheduler status`.
+func (s *Store) Members() ([]string, error) {
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.prefix+"leader/", clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("etcdstore: read the replicas: %w", err)
+	}
+	names := make([]string, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		names = append(names, string(kv.Value))
+	}
+	return names, nil
+}
+
 // Adopt takes p over for this replica: one transaction creates p's claim
 // key with this replica's lease if there is none and the intent is still
 // there, so of several survivors exactly one recovers it.
