@@ -942,8 +942,54 @@ func (s *Store) SettleUnclaimed(runID string, scheduled time.Time, records []aud
 		return false, fmt.Errorf("etcdstore: settle unclaimed %s: %w", runID, err)
 	}
 	if !tr.Succeeded {
+		return s.settleUncertain(runID, scheduled, records)
+	}
+	return true, s.journal.AppendBatch(records)
+}
+
+// settleUncertain settles, as SettleUnclaimed does, a fire whose claim by
+// this replica got no answer (etcd restarting) and yet was committed: its
+// intent is there, claimed with this replica's lease, and no vendor was
+// called because the claim failed as far as the daemon knows. Left alone,
+// nobody would ever settle it: the claim is alive, so the fire is not
+// Pending for the others, and catch-up leaves fires with an intent to
+// recovery.
+func (s *Store) settleUncertain(runID string, scheduled time.Time, records []audit.Record) (bool, error) {
+	s.mu.Lock()
+	iv, ok := s.uncertain[runID]
+	s.mu.Unlock()
+	if !ok {
 		return false, nil
 	}
+	sess, err := s.check()
+	if err != nil {
+		return false, err
+	}
+	ik, ck, dk := s.intentKey(runID), s.claimKey(runID), s.doneKey(runID)
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(ik), clientv3.OpGet(ck)).Commit()
+	if err != nil {
+		return false, fmt.Errorf("etcdstore: settle unclaimed %s: %w", runID, err)
+	}
+	in, claim := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange()
+	if len(in.Kvs) == 0 || string(in.Kvs[0].Value) != iv || len(claim.Kvs) == 0 ||
+		clientv3.LeaseID(claim.Kvs[0].Lease) != sess.Lease() {
+		return false, nil // not this replica's claim
+	}
+	tr, err := s.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.ModRevision(ik), "=", in.Kvs[0].ModRevision),
+		clientv3.Compare(clientv3.ModRevision(ck), "=", claim.Kvs[0].ModRevision),
+		clientv3.Compare(clientv3.CreateRevision(dk), "=", 0),
+	).Then(clientv3.OpDelete(ik), clientv3.OpDelete(ck), clientv3.OpDelete(s.outcomesKey(runID), clientv3.WithPrefix()),
+		clientv3.OpPut(dk, scheduled.UTC().Format(time.RFC3339Nano))).Commit()
+	if err != nil {
+		return false, fmt.Errorf("etcdstore: settle unclaimed %s: %w", runID, err)
+	}
+	if !tr.Succeeded {
+		return false, nil
+	}
+	s.wasUncertain(runID, nil)
 	return true, s.journal.AppendBatch(records)
 }
 

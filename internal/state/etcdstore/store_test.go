@@ -1,6 +1,7 @@
 package etcdstore_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -12,7 +13,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/cloudcron/scheduler/internal/audit"
 	"github.com/cloudcron/scheduler/internal/state"
@@ -483,4 +487,85 @@ func BenchmarkJobStates(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestSettleUncertainClaim: a claim whose transaction etcd committed but
+// whose answer was lost (etcd restarting) fails as far as the claimer
+// knows, so no vendor is called; once the job's next fire is due the
+// claimer gives the fire up with SettleUnclaimed. The fire must then be
+// audited missed, once: before, its intent stayed claimed by the live
+// claimer's lease, Pending for nobody, and the fire was never settled.
+func TestSettleUncertainClaim(t *testing.T) {
+	srv := etcdtest.Start(t)
+	var lose atomic.Bool
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{srv.Endpoint()}, DialTimeout: 2 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(
+			func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				err := invoker(ctx, method, req, reply, cc, opts...)
+				if tr, ok := req.(*pb.TxnRequest); ok && err == nil && len(tr.Compare) > 0 && lose.CompareAndSwap(true, false) {
+					return errors.New("test: the answer of a committed transaction was lost")
+				}
+				return err
+			})},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	l, err := audit.Open(filepath.Join(t.TempDir(), "a.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	a, err := etcdstore.Open(etcdstore.Options{Client: cli, Prefix: "/uncertain/", Node: "a", TTL: ttl, Journal: l, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b := openReplica(t, "b", srv.Endpoint(), "/uncertain/")
+
+	cl := intent("nb-off", t0, true)
+	lose.Store(true)
+	if ok, err := a.Claim(cl); ok || err == nil {
+		t.Fatalf("a: Claim with its answer lost = %v, %v; want an error", ok, err)
+	}
+	if lose.Load() {
+		t.Fatal("the claim's transaction was never sent")
+	}
+	if n := countKeys(t, b.cli, "/uncertain/intents/"); n != 1 {
+		t.Fatalf("%d intents in etcd; want the one the lost answer committed", n)
+	}
+	missed := []audit.Record{{Time: t0, Event: audit.EventMissed, Job: cl.Job, RunID: cl.Intent.RunID, Scheduled: t0,
+		Target: "nb-1", Outcome: audit.OutcomeMissed, Detail: "etcd did not answer"}}
+	if mine, err := b.s.SettleUnclaimed(cl.Intent.RunID, t0, missed); mine || err != nil {
+		t.Errorf("b: SettleUnclaimed of a's claim = %v, %v; want false: it is a's", mine, err)
+	}
+	if mine, err := a.SettleUnclaimed(cl.Intent.RunID, t0, missed); !mine || err != nil {
+		t.Fatalf("a: SettleUnclaimed of its own uncertain claim = %v, %v; want true", mine, err)
+	}
+	for _, prefix := range []string{"/uncertain/intents/", "/uncertain/claims/"} {
+		if n := countKeys(t, b.cli, prefix); n != 0 {
+			t.Errorf("%d keys under %s after the fire was settled; want none", n, prefix)
+		}
+	}
+	if n := countKeys(t, b.cli, "/uncertain/done/"); n != 1 {
+		t.Errorf("%d done markers; want 1", n)
+	}
+	if mine, err := a.SettleUnclaimed(cl.Intent.RunID, t0, missed); mine || err != nil {
+		t.Errorf("a: a second SettleUnclaimed = %v, %v; want false (settled once)", mine, err)
+	}
+	recs, err := audit.ReadAll(l.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range recs {
+		if r.Event == audit.EventMissed {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("a's log has %d missed records; want 1", n)
+	}
 }
