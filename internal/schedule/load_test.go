@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -550,5 +551,27 @@ func TestFieldErrorFormat(t *testing.T) {
 		if got := tc.e.Error(); got != tc.want {
 			t.Errorf("Error() = %q; want %q", got, tc.want)
 		}
+	}
+}
+
+// TestFingerprintCoversRetry changes each field of the effective retry
+// policy in turn: every one must change the job's fingerprint, so that a
+// reload that edits it re-registers the job. A field added to Retry fails
+// here until fingerprint hashes it.
+func TestFingerprintCoversRetry(t *testing.T) {
+	base := &Job{Name: "j", Schedule: "0 9 * * *", Account: "a", Action: "modelarts.notebook.start", Targets: []string{"nb"},
+		Backoff: Retry{InitialInterval: time.Second, MaxInterval: time.Minute, MaxElapsed: time.Hour, MaxAttempts: 5}}
+	want := fingerprint(base, nil)
+	rt := reflect.TypeFor[Retry]()
+	for i := range rt.NumField() {
+		j := *base
+		f := reflect.ValueOf(&j.Backoff).Elem().Field(i)
+		f.SetInt(f.Int() + 1)
+		if fingerprint(&j, nil) == want {
+			t.Errorf("changing Retry.%s leaves the fingerprint unchanged", rt.Field(i).Name)
+		}
+	}
+	if rt.NumField() != 4 {
+		t.Errorf("Retry has %d fields; fingerprint hashes 4: hash the new one", rt.NumField())
 	}
 }
