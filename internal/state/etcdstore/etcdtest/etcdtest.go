@@ -60,24 +60,7 @@ type Server struct {
 // installed.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := Binary()
-	if bin == "" {
-		t.Skip("no etcd binary: install the Debian package etcd-server (apt-get install -y etcd-server), " +
-			"or name one in SCHEDULER_TEST_ETCD, to run the tests against a real etcd")
-	}
-	s := &Server{bin: bin, dir: t.TempDir()}
-	var err error
-	for range 3 { // a free port can be taken between the probe and etcd's bind
-		s.clientURL, s.peer = "http://"+freeAddr(t), "http://"+freeAddr(t)
-		if err = s.start(); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("etcdtest: %v", err)
-	}
-	t.Cleanup(s.Kill)
-	return s
+	return startWith(t, nil)
 }
 
 // TLSFiles are the PEM files of an etcd serving clients over TLS.
@@ -91,15 +74,24 @@ type TLSFiles struct {
 // when no etcd binary is installed.
 func StartTLS(t testing.TB, f TLSFiles) *Server {
 	t.Helper()
+	return startWith(t, &f)
+}
+
+func startWith(t testing.TB, f *TLSFiles) *Server {
+	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		t.Skip("no etcd binary: install the Debian package etcd-server (apt-get install -y etcd-server), " +
 			"or name one in SCHEDULER_TEST_ETCD, to run the tests against a real etcd")
 	}
-	s := &Server{bin: bin, dir: t.TempDir(), tls: &f}
+	s := &Server{bin: bin, dir: t.TempDir(), tls: f}
+	scheme := "http://"
+	if f != nil {
+		scheme = "https://"
+	}
 	var err error
-	for range 3 {
-		s.clientURL, s.peer = "https://"+freeAddr(t), "http://"+freeAddr(t)
+	for range 3 { // a free port can be taken between the probe and etcd's bind
+		s.clientURL, s.peer = scheme+freeAddr(t), "http://"+freeAddr(t)
 		if err = s.start(); err == nil {
 			break
 		}
