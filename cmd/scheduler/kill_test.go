@@ -923,14 +923,19 @@ jobs:
 	for at := interrupted.Add(time.Second); !at.After(end); at = at.Add(time.Second) {
 		id := executor.RunID("on", at)
 		recs := byRun[id]
-		var attempted, missed bool
+		var attempted, missed, abandoned bool
 		for _, r := range recs {
 			// Reached the vendor (a start every second may find the
 			// notebook still starting: that is the vendor's answer).
 			attempted = attempted || r.Event == audit.EventAttempt && r.Outcome != audit.OutcomeRetry
 			missed = missed || r.Event == audit.EventMissed
-			if r.Event == audit.EventSkip || r.Event == audit.EventAbandon {
-				t.Errorf("fire %s was %s: %s", id, r.Event, describe(recs))
+			// A fire that found its account busy until its next fire on a
+			// loaded machine is abandoned, audited: settled, not lost. A
+			// skip here would be a fire behind a re-issue that outlived its
+			// own next fire, the fault this test is about.
+			abandoned = abandoned || r.Event == audit.EventAbandon && strings.Contains(r.Error, "no turn before")
+			if r.Event == audit.EventSkip || r.Event == audit.EventAbandon && !strings.Contains(r.Error, "no turn before") {
+				t.Errorf("fire %s was %s (%s): %s", id, r.Event, r.Error, describe(recs))
 			}
 		}
 		switch {
@@ -938,7 +943,7 @@ jobs:
 			t.Errorf("fire %s (start-up held %v after recovery, ready at %s) has no audit record: silently lost", id, hold, ts(ready))
 		case attempted:
 			ran++
-		case !missed:
+		case !missed && !abandoned:
 			t.Errorf("fire %s neither ran nor was missed: %s", id, describe(recs))
 		}
 	}
