@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -19,6 +21,63 @@ import (
 // fire every second on the daemon's emulated cloud, fine succeeds, broken
 // is refused (a permanent failure); yearly never fired.
 var restoreConfig = strings.Replace(statusConfig, "state: {dir: state}\n", "state: {dir: state}\nhttp: {listen: \"127.0.0.1:0\"}\n", 1)
+
+// notifySocket is a NOTIFY_SOCKET the test listens on, as systemd would.
+type notifySocket struct {
+	conn *net.UnixConn
+	got  chan string
+}
+
+// listenNotify points NOTIFY_SOCKET (inherited by daemons started after
+// it) at a datagram socket of the test.
+func listenNotify(t *testing.T) *notifySocket {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NOTIFY_SOCKET", path)
+	n := &notifySocket{conn: conn, got: make(chan string, 64)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, err := conn.Read(buf)
+			if err != nil {
+				close(n.got)
+				return
+			}
+			n.got <- string(buf[:k])
+		}
+	}()
+	t.Cleanup(func() { _ = conn.Close() })
+	return n
+}
+
+// waitReady returns the STATUS= line sent with READY=1.
+func (n *notifySocket) waitReady(t *testing.T) string {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case msg, ok := <-n.got:
+			if !ok {
+				t.Fatal("notify socket closed before READY=1")
+			}
+			if !strings.Contains(msg, "READY=1") {
+				continue
+			}
+			for _, line := range strings.Split(msg, "\n") {
+				if s, found := strings.CutPrefix(line, "STATUS="); found {
+					return s
+				}
+			}
+			t.Fatalf("READY=1 without STATUS=: %q", msg)
+		case <-timeout:
+			t.Fatal("no READY=1 on NOTIFY_SOCKET within 30s")
+		}
+	}
+}
 
 var listenRe = regexp.MustCompile(`"listen":"(127\.0\.0\.1:[0-9]+)"[^\n]*http listener: /metrics`)
 
@@ -99,8 +158,14 @@ func TestStatusSurvivesKill9(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(quiet), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// systemd's STATUS= line names the last failure as it did before.
+	notes := listenNotify(t)
 	p = startDaemon(t, cfg)
 	base := "http://" + p.httpAddr(t)
+	ready := notes.waitReady(t)
+	if !strings.Contains(ready, "; last failure broken at ") || !strings.Contains(ready, "(failure)") {
+		t.Errorf("STATUS= after the restart does not name broken's failure: %q", ready)
+	}
 	var st observe.Status
 	waitFor(t, 30*time.Second, "the restarted daemon's status", func() bool {
 		var ok bool

@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"runtime/debug"
 	"strings"
 	"time"
 
+	"github.com/cloudcron/scheduler/internal/audit"
 	"github.com/cloudcron/scheduler/internal/control"
 	"github.com/cloudcron/scheduler/internal/notify"
 	"github.com/cloudcron/scheduler/internal/observe"
@@ -53,6 +55,16 @@ func (d *Daemon) restoreTracker() {
 	ev.Int("jobs_found", res.Jobs).Int("jobs", len(jobs)).Int("records", res.Records).Int64("bytes", res.Bytes).
 		Int("files", res.Files).Int("skipped_lines", res.Skipped).Bool("complete", res.Found).
 		Int64("took_ms", time.Since(began).Milliseconds()).Msg("status restored from the audit log's tail")
+	if job, run, ok := d.tracker.NewestFailure(); ok {
+		// STATUS= names the last failure as it did before the restart.
+		var ids []string
+		for _, t := range run.Targets {
+			if t.Outcome != audit.OutcomeSuccess && t.Outcome != "" {
+				ids = append(ids, t.Target+" ("+t.Outcome+")")
+			}
+		}
+		d.noteFailure(fmt.Sprintf("%s at %s: %s", job, run.Time.In(d.now().Location()).Format(time.RFC3339), strings.Join(ids, ", ")))
+	}
 }
 
 // knownMetrics makes the metrics' counters of cfg's accounts, windows and

@@ -166,6 +166,27 @@ func isFailure(r audit.Record) bool {
 	return false
 }
 
+// NewestFailure returns the job whose newest fire failed most recently
+// (a target failure, unknown, verify_failed or missed), with that fire;
+// ok is false when no job's newest fire failed. A daemon that restarts
+// tells it in its one-line status, as it would have before the restart.
+func (t *Tracker) NewestFailure() (job string, run Run, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name, jt := range t.jobs {
+		if jt.last == nil || severity[jt.last.Outcome] < severity[audit.OutcomeMissed] {
+			continue
+		}
+		if !ok || jt.last.Time.After(run.Time) || (jt.last.Time.Equal(run.Time) && name < job) {
+			job, run, ok = name, *jt.last, true
+		}
+	}
+	if ok {
+		run.Targets = append([]Target(nil), run.Targets...)
+	}
+	return job, run, ok
+}
+
 // Fill adds what the tracker knows to st: per job (matched by name) the
 // newest run and last success, and the throttled accounts, failures and
 // reload.
