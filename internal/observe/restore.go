@@ -93,6 +93,46 @@ type scanRun struct {
 	recs      []*audit.Record // newest first
 	started   bool            // its first records (intents, or a skip, missed or audit_failed record) were read
 	ok        bool
+
+	// Each target's final outcome, from its newest decisive record (see
+	// decide): what replaying the run in log order would end with.
+	targets map[string]bool // target → its outcome is decided
+	count   map[string]int  // decided settled outcome → targets
+	pending int             // targets undecided, or decided pending
+}
+
+// decisive reports whether r sets its target's outcome when the tracker
+// applies it (Run.apply): the newest such record of a target, read
+// backwards, is its final outcome.
+func decisive(r *audit.Record) bool {
+	switch r.Event {
+	case audit.EventRun:
+		return false
+	case audit.EventVerify:
+		return r.Outcome == audit.OutcomeVerifyFailed
+	}
+	return true
+}
+
+// decide takes r, the run's next record read backwards, into the final
+// outcomes.
+func (sr *scanRun) decide(r *audit.Record) {
+	if sr.targets == nil {
+		sr.targets, sr.count = map[string]bool{}, map[string]int{}
+	}
+	decided, seen := sr.targets[r.Target]
+	if !seen {
+		sr.pending++
+	}
+	if decided || !decisive(r) {
+		sr.targets[r.Target] = decided
+		return
+	}
+	sr.targets[r.Target] = true
+	if !pendingOutcome(r.Outcome) {
+		sr.pending--
+		sr.count[r.Outcome]++
+	}
 }
 
 // startsRun reports whether r is among the first records of a fire: the
@@ -136,6 +176,7 @@ func (sc *restoreScan) add(sj *scanJob, r *audit.Record) {
 		sj.newest = sr
 	}
 	sr.recs = append(sr.recs, r)
+	sr.decide(r)
 	sr.started = sr.started || startsRun(*r)
 	if sr.started {
 		ok := sr.succeeded()
@@ -159,8 +200,27 @@ func (sc *restoreScan) add(sj *scanJob, r *audit.Record) {
 	}
 }
 
-// succeeded replays the run's records in log order as the tracker does.
+// succeeded tells whether the tracker would show the run as a success,
+// from the final outcomes: no target pending and success the worst. Only
+// a run whose targets ended partly success and partly unverified (equally
+// bad: the first target in order decides) is replayed.
 func (sr *scanRun) succeeded() bool {
+	if sr.pending > 0 || sr.count[audit.OutcomeSuccess] == 0 {
+		return false
+	}
+	for o := range sr.count {
+		if severity[o] > severity[audit.OutcomeSuccess] {
+			return false
+		}
+	}
+	if sr.count[audit.OutcomeUnverified] == 0 {
+		return true
+	}
+	return sr.replayed()
+}
+
+// replayed replays the run's records in log order as the tracker does.
+func (sr *scanRun) replayed() bool {
 	run := Run{RunID: sr.id, Scheduled: sr.scheduled}
 	for _, r := range slices.Backward(sr.recs) {
 		run.apply(*r)

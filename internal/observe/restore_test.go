@@ -39,7 +39,7 @@ func restoreLog(t *testing.T, path string, maxBytes int64, write func(app func(.
 }
 
 // statusJSON is what Fill shows of jobs, as the status's JSON.
-func filled(t *testing.T, tr *Tracker, jobs ...string) (jobsJSON, failuresJSON string, st Status) {
+func filled(t testing.TB, tr *Tracker, jobs ...string) (jobsJSON, failuresJSON string, st Status) {
 	t.Helper()
 	for _, j := range jobs {
 		st.Jobs = append(st.Jobs, Job{Name: j})
@@ -224,5 +224,69 @@ func BenchmarkRestore(b *testing.B) {
 		}
 		b.ReportMetric(float64(res.Bytes)/(1<<20), "MiB_read")
 		b.ReportMetric(float64(res.Records), "records")
+	}
+}
+
+// bigFire returns the records of one fire of job with n targets, each
+// intent then a success, in the order the daemon writes them (intents in
+// one batch, outcomes as targets end), and the target names in order.
+func bigFire(job string, scheduled time.Time, n int) []audit.Record {
+	run := job + "@" + scheduled.Format(time.RFC3339)
+	out := make([]audit.Record, 0, 2*n)
+	for i := range n {
+		out = append(out, audit.Record{Time: scheduled, Event: audit.EventRun, Job: job, RunID: run, Scheduled: scheduled,
+			Action: "dataforest.app.start", Account: "ncp", Target: "app-" + strconv.Itoa(i)})
+	}
+	for i := range n {
+		out = append(out, audit.Record{Time: scheduled.Add(time.Second), Event: audit.EventAttempt, Attempt: 1, Job: job, RunID: run,
+			Scheduled: scheduled, Action: "dataforest.app.start", Account: "ncp", Target: "app-" + strconv.Itoa(i),
+			Outcome: audit.OutcomeSuccess, HTTPStatus: 200})
+	}
+	return out
+}
+
+// BenchmarkTrackBigFire follows one fire of 10 000 targets live, record by
+// record, as the status tracker does during a burst.
+func BenchmarkTrackBigFire(b *testing.B) {
+	recs := bigFire("burst", time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), 10000)
+	for b.Loop() {
+		tr := NewTracker()
+		for _, r := range recs {
+			tr.Observe(Batch{Records: []audit.Record{r}})
+		}
+		_, _, st := filled(b, tr, "burst")
+		if l := st.Jobs[0].Last; l == nil || l.Outcome != audit.OutcomeSuccess || len(l.Targets) != 10000 {
+			b.Fatalf("last run = %+v", l)
+		}
+	}
+}
+
+// BenchmarkRestoreBigFire restores the status of a job whose newest two
+// fires had 10 000 targets each.
+func BenchmarkRestoreBigFire(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "audit.jsonl")
+	l, err := audit.OpenWith(path, audit.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	for i := range 2 {
+		if err := l.AppendBatch(bigFire("burst", at.Add(time.Duration(i)*time.Hour), 10000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		tr := NewTracker()
+		res, err := tr.Restore(path, []string{"burst"}, DefaultRestoreBytes)
+		if err != nil || res.Jobs != 1 {
+			b.Fatalf("restore: %+v, %v", res, err)
+		}
+		_, _, st := filled(b, tr, "burst")
+		if l := st.Jobs[0].Last; l == nil || l.Outcome != audit.OutcomeSuccess || len(l.Targets) != 10000 || st.Jobs[0].LastSuccess.IsZero() {
+			b.Fatalf("last run = %+v", l)
+		}
 	}
 }

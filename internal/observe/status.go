@@ -73,6 +73,8 @@ type Run struct {
 	Outcome   string    `json:"outcome"` // the worst target outcome so far; "running" before any
 	Error     string    `json:"error,omitempty"`
 	Targets   []Target  `json:"targets"`
+
+	ix *runIndex // the tracker's index of Targets (see apply); nil in copies
 }
 
 // Target is one target's outcome in a Run.

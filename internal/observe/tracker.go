@@ -98,10 +98,14 @@ func (t *Tracker) observe(r audit.Record, live bool) {
 	}
 }
 
-// apply adds one record of the run and sets its outcome.
+// apply adds one record of the run and sets its outcome. It costs the
+// same for the run's first target as for its 10 000th: targets are found
+// through an index and the outcome is summarised from counts.
 func (run *Run) apply(r audit.Record) {
 	run.Time = r.Time
-	tg := run.target(r.Target)
+	i := run.target(r.Target)
+	tg := &run.Targets[i]
+	was := tg.Outcome
 	switch r.Event {
 	case audit.EventRun:
 		// intent: the call is in flight
@@ -116,17 +120,76 @@ func (run *Run) apply(r audit.Record) {
 		}
 		tg.Outcome, tg.Error = r.Outcome, r.Error
 	}
+	if tg.Outcome != was {
+		run.ix.leave(run.Targets, i, was)
+		run.ix.enter(i, tg.Outcome)
+	}
 	run.summarize()
 }
 
-func (r *Run) target(name string) *Target {
-	for i := range r.Targets {
-		if r.Targets[i].Target == name {
-			return &r.Targets[i]
+// runIndex lets a Run with many targets take each record in constant
+// time: where each target is, how many targets have each settled
+// outcome, the first of them in target order, and how many are pending.
+type runIndex struct {
+	pos     map[string]int // target → its index in Run.Targets
+	count   map[string]int // settled outcome → targets that have it
+	first   map[string]int // settled outcome → the smallest index of a target that has it
+	pending int            // targets without an outcome, or between retries
+}
+
+func pendingOutcome(o string) bool { return o == "" || o == audit.OutcomeRetry }
+
+func (ix *runIndex) enter(i int, o string) {
+	if pendingOutcome(o) {
+		ix.pending++
+		return
+	}
+	ix.count[o]++
+	if f, ok := ix.first[o]; !ok || i < f {
+		ix.first[o] = i
+	}
+}
+
+// leave takes target i out of outcome o; targets already holds its new
+// outcome.
+func (ix *runIndex) leave(targets []Target, i int, o string) {
+	if pendingOutcome(o) {
+		ix.pending--
+		return
+	}
+	ix.count[o]--
+	if ix.count[o] == 0 {
+		delete(ix.count, o)
+		delete(ix.first, o)
+		return
+	}
+	if ix.first[o] == i { // rare: a settled target's outcome changed (verify_failed after success)
+		for j := range targets {
+			if targets[j].Outcome == o {
+				ix.first[o] = j
+				break
+			}
 		}
 	}
+}
+
+// target returns the index of the named target, adding it (pending).
+func (r *Run) target(name string) int {
+	if r.ix == nil {
+		r.ix = &runIndex{pos: make(map[string]int, len(r.Targets)), count: map[string]int{}, first: map[string]int{}}
+		for i, t := range r.Targets {
+			r.ix.pos[t.Target] = i
+			r.ix.enter(i, t.Outcome)
+		}
+	}
+	if i, ok := r.ix.pos[name]; ok {
+		return i
+	}
 	r.Targets = append(r.Targets, Target{Target: name})
-	return &r.Targets[len(r.Targets)-1]
+	i := len(r.Targets) - 1
+	r.ix.pos[name] = i
+	r.ix.enter(i, "")
+	return i
 }
 
 // severity orders target outcomes: a run shows its worst.
@@ -136,25 +199,21 @@ var severity = map[string]int{
 }
 
 // summarize sets the run's outcome and error from its targets: the worst
-// settled outcome; "running" while a target has none yet (or is between
-// retries) and no other target failed.
+// settled outcome (of equally bad ones, that of the first target in
+// order) with that target's error; "running" while a target has none yet
+// (or is between retries) and no other target failed.
 func (r *Run) summarize() {
-	worst, err := "", ""
-	pending := false
-	for _, t := range r.Targets {
-		if t.Outcome == "" || t.Outcome == audit.OutcomeRetry {
-			pending = true
-			continue
-		}
-		if worst == "" || severity[t.Outcome] > severity[worst] {
-			worst, err = t.Outcome, t.Error
+	worst := ""
+	for o := range r.ix.count {
+		if worst == "" || severity[o] > severity[worst] || (severity[o] == severity[worst] && r.ix.first[o] < r.ix.first[worst]) {
+			worst = o
 		}
 	}
-	if worst == "" || (pending && severity[worst] < severity[audit.OutcomeMissed]) {
+	if worst == "" || (r.ix.pending > 0 && severity[worst] < severity[audit.OutcomeMissed]) {
 		r.Outcome, r.Error = "running", ""
 		return
 	}
-	r.Outcome, r.Error = worst, err
+	r.Outcome, r.Error = worst, r.Targets[r.ix.first[worst]].Error
 }
 
 // isFailure reports whether r belongs in the status's recent failures.
@@ -182,7 +241,7 @@ func (t *Tracker) NewestFailure() (job string, run Run, ok bool) {
 		}
 	}
 	if ok {
-		run.Targets = append([]Target(nil), run.Targets...)
+		run.Targets, run.ix = append([]Target(nil), run.Targets...), nil
 	}
 	return job, run, ok
 }
@@ -201,7 +260,7 @@ func (t *Tracker) Fill(st *Status) {
 		st.Jobs[i].LastSuccess = jt.lastSuccess
 		if jt.last != nil {
 			run := *jt.last
-			run.Targets = append([]Target(nil), jt.last.Targets...)
+			run.Targets, run.ix = append([]Target(nil), jt.last.Targets...), nil
 			st.Jobs[i].Last = &run
 		}
 	}
