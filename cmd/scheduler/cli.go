@@ -185,6 +185,17 @@ func (e env) cmdRun(args []string) int {
 		fmt.Fprintln(e.stderr, "scheduler:", err)
 		return exitUsage
 	}
+	// SCHEDULER_CPUPROFILE=FILE profiles the daemon for its whole life (a
+	// developer's aid: `scheduler bench --only burst` with it set profiles
+	// the daemon that bench starts).
+	if path := os.Getenv("SCHEDULER_CPUPROFILE"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			fmt.Fprintln(e.stderr, "scheduler: SCHEDULER_CPUPROFILE:", err)
+			return exitUsage
+		}
+		defer stop()
+	}
 	// systemd: READY=1 once the schedule is registered, RELOADING=1 and
 	// READY=1 around reloads, STATUS=, the watchdog and STOPPING=1.
 	n := &service.Notifier{Log: log}
