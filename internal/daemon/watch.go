@@ -41,6 +41,7 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger, wait time
 			return fmt.Errorf("watch %s: %w", d, err)
 		}
 	}
+	cw := newConfigWatch(path)
 	log.Debug().Str("config", path).Msg("watching the config file for changes")
 	var timer *time.Timer
 	var fire <-chan time.Time
@@ -52,7 +53,7 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger, wait time
 			if !ok {
 				return nil
 			}
-			if ev.Op == fsnotify.Chmod || !relevant(ev.Name, path) {
+			if ev.Op == fsnotify.Chmod || !cw.relevant(ev) {
 				continue
 			}
 			log.Debug().Str("event", ev.String()).Msg("config directory changed")
@@ -83,17 +84,38 @@ func watchConfig(ctx context.Context, path string, log zerolog.Logger, wait time
 	}
 }
 
-// relevant reports whether an event on name can change the config at path:
-// the file itself (written, or replaced by a rename), what it resolves to,
-// or a Kubernetes-style `..data` symlink swap. Other files in the folder,
-// such as an audit log kept beside the config, are ignored.
-func relevant(name, path string) bool {
-	base := filepath.Base(name)
-	if base == filepath.Base(path) || base == "..data" {
+// configWatch tells the events that can change the config at path: on
+// the file itself (written, or replaced by a rename), on what it resolves
+// to, or a Kubernetes-style `..data` symlink swap. Other files in the
+// folder, such as an audit log kept beside the config, are ignored, at the
+// cost of a string comparison: what path resolves to is kept, and looked
+// up again only when an entry of the folder is created, removed or renamed
+// (a write changes no symlink), not at each of the audit log's appends.
+type configWatch struct {
+	path, base, real string
+}
+
+func newConfigWatch(path string) *configWatch {
+	cw := &configWatch{path: path, base: filepath.Base(path)}
+	cw.resolve()
+	return cw
+}
+
+func (cw *configWatch) resolve() {
+	cw.real = ""
+	if real, err := filepath.EvalSymlinks(cw.path); err == nil {
+		cw.real = real
+	}
+}
+
+func (cw *configWatch) relevant(ev fsnotify.Event) bool {
+	base := filepath.Base(ev.Name)
+	if base == cw.base || base == "..data" {
+		cw.resolve()
 		return true
 	}
-	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Clean(name) == real {
-		return true
+	if ev.Op != fsnotify.Write {
+		cw.resolve()
 	}
-	return false
+	return cw.real != "" && filepath.Clean(ev.Name) == cw.real
 }

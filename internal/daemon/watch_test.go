@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
 
 	"github.com/cloudcron/scheduler/internal/audit"
@@ -216,4 +217,46 @@ func TestWatchMalformedEditKeepsSchedule(t *testing.T) {
 	if r.Outcome != audit.OutcomeFailure || !strings.Contains(r.Error, path+":") || !strings.Contains(r.Error, "invalid YAML") {
 		t.Fatalf("reload record %+v; want failure naming %s:LINE: invalid YAML", r, path)
 	}
+}
+
+// TestConfigWatchFollowsItsTarget checks which events of the folder count
+// for a config that is a symlink: writes to what it resolves to and to
+// itself do, the audit log's appends beside it do not, and after the link
+// is re-pointed (a rename onto its name) the new target counts and the old
+// one no longer does.
+func TestConfigWatchFollowsItsTarget(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"a.yaml", "b.yaml", "audit.jsonl"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := filepath.Join(dir, "config.yaml")
+	if err := os.Symlink("a.yaml", link); err != nil {
+		t.Fatal(err)
+	}
+	cw := newConfigWatch(link)
+	ev := func(name string, op fsnotify.Op) fsnotify.Event {
+		return fsnotify.Event{Name: filepath.Join(dir, name), Op: op}
+	}
+	check := func(e fsnotify.Event, want bool) {
+		t.Helper()
+		if got := cw.relevant(e); got != want {
+			t.Errorf("relevant(%s) = %v; want %v", e, got, want)
+		}
+	}
+	check(ev("a.yaml", fsnotify.Write), true)
+	check(ev("audit.jsonl", fsnotify.Write), false)
+	check(ev("b.yaml", fsnotify.Write), false)
+	check(ev("config.yaml", fsnotify.Write), true)
+	if err := os.Symlink("b.yaml", filepath.Join(dir, "tmp.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "tmp.yaml"), link); err != nil {
+		t.Fatal(err)
+	}
+	check(ev("config.yaml", fsnotify.Create), true)
+	check(ev("b.yaml", fsnotify.Write), true)
+	check(ev("a.yaml", fsnotify.Write), false)
+	check(ev("audit.jsonl", fsnotify.Create), false) // a rotation
 }
