@@ -35,7 +35,7 @@ func (e env) cmdBench(args []string) int {
 	only := fs.String("only", "", "run these scenarios only, comma-separated: "+strings.Join(bench.Scenarios, ", "))
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (in-process scenarios: start, lag, lone, burst, ratelimit) to FILE")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (its daemons: start, lag, lone, ratelimit; the emulated cloud of all) to FILE; SCHEDULER_CPUPROFILE=FILE profiles the child daemon of rss, reload and burst")
 	traceFile := fs.String("trace", "", "write an execution trace of this process to FILE (go tool trace)")
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: scheduler %s\n\n"+
