@@ -304,6 +304,7 @@ func Run(ctx context.Context, opts Options, reload <-chan struct{}) error {
 // Start loads the config, opens the audit log, builds every client and
 // registers the schedule; the daemon then fires on its own until Shutdown.
 func Start(opts Options) (*Daemon, error) {
+	wallClock := opts.Now == nil // the engine's clock too (tests set their own for catch-up)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -393,7 +394,17 @@ func Start(opts Options) (*Daemon, error) {
 		return fail(err)
 	}
 	d.hbLast = time.Now()
-	d.runner.Start()
+	// Catch-up covers the fires due by caughtAt, the engine every fire
+	// after it: it counts from caughtAt, not from the moment its goroutines
+	// begin (later, on a loaded machine: a fire due in between was lost,
+	// found by the kill -9 test under a full -race run).
+	caughtAt := opts.Now()
+	engineFrom := caughtAt
+	if !wallClock {
+		engineFrom = time.Now() // cron runs on the wall clock
+	}
+	holdPoint("engine")
+	d.runner.StartFrom(engineFrom)
 	// The re-issues and catch-up fires run in the background, but each is
 	// claimed (its intent durable) before READY=1: a daemon killed right
 	// after it said ready finds them in its run state on the next start.
@@ -402,11 +413,10 @@ func Start(opts Options) (*Daemon, error) {
 	// current; start-up may have taken long enough since for the job's next
 	// fire to be due or imminent. Such a re-issue is settled missed instead,
 	// and catch-up, planned at the same instant as this check, runs the newer
-	// fire: a fire due between recovery and the engine's start belongs to
-	// catch-up, never to nobody.
+	// fire: a fire due between recovery and caughtAt belongs to catch-up,
+	// one after it to the engine, never to nobody.
 	reissued := map[string]bool{}
 	var claims []<-chan struct{}
-	caughtAt := opts.Now()
 	for _, r := range reissue {
 		if j := cfg.Job(r.job); j != nil && j.Spec.Next(r.scheduled).Sub(caughtAt) < minRunway {
 			if err := d.supersedeReissue(r, caughtAt, j.Spec.Next(r.scheduled)); err != nil {

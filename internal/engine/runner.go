@@ -61,6 +61,8 @@ type entry struct {
 	mu     sync.Mutex
 	queued []time.Time // fires handed to cron and not yet run, oldest first
 	next   time.Time   // the latest fire handed to cron
+	from   time.Time   // StartFrom's instant, while the fires since it are handed over
+	began  time.Time   // the instant of cron's first Next after StartFrom
 }
 
 // Next implements cron.Schedule: it records the fire it hands to cron,
@@ -72,10 +74,28 @@ type entry struct {
 func (e *entry) Next(t time.Time) time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if !e.from.IsZero() {
+		// Since StartFrom: cron's goroutine may begin well after from (a
+		// loaded machine); every fire in between is handed over, one per
+		// call, each already due, before those after it began.
+		if e.began.IsZero() {
+			e.began = t
+		}
+		if e.next.IsZero() {
+			if e.from.Before(t) {
+				t = e.from
+			}
+		} else if e.next.Before(e.began) {
+			t = e.next
+		}
+	}
 	if t.Before(e.next) {
 		t = e.next
 	}
 	n := e.sched.Next(t)
+	if !e.from.IsZero() && (n.IsZero() || !n.Before(e.began)) {
+		e.from, e.began = time.Time{}, time.Time{}
+	}
 	if n.IsZero() { // no more fires
 		e.next = n
 		return n
@@ -179,8 +199,17 @@ func (r *Runner) NextFire(id EntryID) time.Time {
 
 // Start starts the scheduler in its own goroutine; it does nothing if
 // already started. After a Stop it first waits until the callbacks that
-// were running then have returned.
-func (r *Runner) Start() {
+// were running then have returned. Each job's first fire is the first
+// after the instant cron's goroutine begins, which may be well after Start
+// returns on a loaded machine; StartFrom names that instant.
+func (r *Runner) Start() { r.StartFrom(time.Time{}) }
+
+// StartFrom is Start with each job's fires counted from the instant from
+// (a zero from: from when cron begins): every fire after from runs, those
+// already due by the time cron begins at once. The daemon passes the
+// instant its catch-up covers, so that a fire due between catch-up's plan
+// and the engine's start is nobody's to lose.
+func (r *Runner) StartFrom(from time.Time) {
 	r.mu.Lock()
 	stopped := r.stopped
 	r.stopped = nil
@@ -190,14 +219,15 @@ func (r *Runner) Start() {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if stopped != nil {
-		// cron asks every schedule for its next fire again on start; the
-		// fires queued before the stop were never run.
-		for _, e := range r.entries {
-			e.mu.Lock()
+	for _, e := range r.entries {
+		e.mu.Lock()
+		if stopped != nil {
+			// cron asks every schedule for its next fire again on start;
+			// the fires queued before the stop were never run.
 			e.queued, e.next = nil, time.Time{}
-			e.mu.Unlock()
 		}
+		e.from, e.began = from, time.Time{}
+		e.mu.Unlock()
 	}
 	for _, c := range r.crons {
 		c.Start()

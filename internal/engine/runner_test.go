@@ -350,3 +350,38 @@ func BenchmarkReregister10000(b *testing.B) {
 		}
 	}
 }
+
+// TestRunnerStartFromHandsOverFiresDueBeforeItBegan: cron's goroutine
+// may begin well after the instant StartFrom names (a loaded machine);
+// every fire in between runs at once, in order, each once, and the
+// schedule then goes on at its instants.
+func TestRunnerStartFromHandsOverFiresDueBeforeItBegan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(zerolog.Nop())
+		var rec recorder
+		if _, err := r.Add("quarter", mustParse(t, "*/15 * * * *", time.UTC, time.Time{}), rec.fire); err != nil {
+			t.Fatal(err)
+		}
+		from := time.Now()           // 00:00: what catch-up covered
+		time.Sleep(50 * time.Minute) // start-up stalls past three fires
+		r.StartFrom(from)
+		time.Sleep(26 * time.Minute) // to 01:16
+		synctest.Wait()
+		scheduled, called := rec.snapshot()
+		if g, w := strings.Join(formatAll(scheduled), " "),
+			"2000-01-01T00:15:00Z 2000-01-01T00:30:00Z 2000-01-01T00:45:00Z 2000-01-01T01:00:00Z 2000-01-01T01:15:00Z"; g != w {
+			t.Fatalf("fires\n %s\nwant\n %s", g, w)
+		}
+		began := from.Add(50 * time.Minute)
+		for i, c := range called {
+			want := scheduled[i]
+			if want.Before(began) {
+				want = began // due before cron began: at once
+			}
+			if !c.Equal(want) {
+				t.Errorf("fire %s ran at %s; want %s", scheduled[i].Format("15:04"), c.Format("15:04:05"), want.Format("15:04:05"))
+			}
+		}
+		stopAndWait(t, r)
+	})
+}
