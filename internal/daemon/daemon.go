@@ -561,7 +561,16 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 		return
 	}
 	d.log.Debug().Str("job", name).Time("scheduled", scheduled).Dur("lag_ms", now.Sub(scheduled)).Msg("fire")
-	if reissue == nil && next.Sub(now) < minRunway && d.cl.isLeader() && d.mayRun(j, scheduled) {
+	// A catch-up fire that reaches this point after its job's next fire
+	// came due (a loaded machine) is overtaken: that fire is after
+	// catch-up's instant, so the engine runs it; running this one too
+	// would repeat the job's action, or be skipped behind it unsettled.
+	by := next
+	overtaken := missed != nil && !cj.Spec.Next(scheduled).After(now)
+	if overtaken {
+		by = cj.Spec.Next(scheduled)
+	}
+	if reissue == nil && (next.Sub(now) < minRunway || overtaken) && d.cl.isLeader() && d.mayRun(j, scheduled) {
 		// So late that the job's next fire is due before a call could
 		// go out: that fire does the job; this one is missed, not failed.
 		if missed != nil {
@@ -570,11 +579,11 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 			for i, r := range missed.records {
 				if strings.HasPrefix(r.Detail, "superseded by the newer missed fire") {
 					missed.records[i].Detail = fmt.Sprintf("superseded by the fire at %s: the newest missed fire, %s, came too late to run",
-						next.Format(time.RFC3339), scheduled.Format(time.RFC3339))
+						by.Format(time.RFC3339), scheduled.Format(time.RFC3339))
 				}
 			}
 		}
-		d.settleMissed(j, scheduled, true, missed, fmt.Sprintf("superseded: too late to run, the next fire at %s is due", next.Format(time.RFC3339)))
+		d.settleMissed(j, scheduled, true, missed, fmt.Sprintf("superseded: too late to run, the next fire at %s is due", by.Format(time.RFC3339)))
 		return
 	}
 	out := d.exec.FireWith(d.ctx, j, scheduled, next, d.claim(j, scheduled, next, reissue != nil, missed, began))
