@@ -394,6 +394,9 @@ func TestClusterStatusOnChange(t *testing.T) {
 	if c := b.d.Snapshot().Cluster; c == nil || !strings.Contains(c.Problem, "cut off from etcd") || c.Leader != "" {
 		t.Errorf("b's cluster view while cut off = %+v; want the problem and no leader it cannot know", c)
 	}
+	if got := text(b); strings.Count(got, "cut off from etcd") != 1 {
+		t.Errorf("b's status text while cut off names the cut %d times; want once, on the cluster line:\n%s", strings.Count(got, "cut off from etcd"), got)
+	}
 	t.Logf("b told it is cut off %v after the cut", took.Round(time.Millisecond))
 	px.Restore()
 	took = await(b, "cluster replica", 30*time.Second)

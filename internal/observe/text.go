@@ -18,7 +18,8 @@ func WriteText(w io.Writer, st Status) {
 		ready = "NOT READY"
 	}
 	fmt.Fprintf(w, "scheduler %s: %s, up %s, config %s\n", st.Version, ready, roundDur(st.Time.Sub(st.Started)), st.Config)
-	if st.Problem != "" {
+	// A cluster problem is the readiness reason too: the cluster line says it.
+	if st.Problem != "" && (st.Cluster == nil || st.Problem != st.Cluster.Problem) {
 		fmt.Fprintf(w, "problem: %s\n", st.Problem)
 	}
 	if c := st.Cluster; c != nil {
