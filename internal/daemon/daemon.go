@@ -552,7 +552,8 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 	// start) still gets until the next fire after now. A re-issue does
 	// not: the job's next fire supersedes it, and runs on time rather than
 	// be skipped behind it.
-	next := cj.Spec.Next(scheduled)
+	due := cj.Spec.Next(scheduled) // the job's fire after this one
+	next := due
 	if n := cj.Spec.Next(now); n.After(next) && reissue == nil {
 		next = n
 	}
@@ -566,9 +567,9 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 	// catch-up's instant, so the engine runs it; running this one too
 	// would repeat the job's action, or be skipped behind it unsettled.
 	by := next
-	overtaken := missed != nil && !cj.Spec.Next(scheduled).After(now)
+	overtaken := missed != nil && !due.After(now)
 	if overtaken {
-		by = cj.Spec.Next(scheduled)
+		by = due
 	}
 	if reissue == nil && (next.Sub(now) < minRunway || overtaken) && d.cl.isLeader() && d.mayRun(j, scheduled) {
 		// So late that the job's next fire is due before a call could
@@ -627,12 +628,18 @@ func (d *Daemon) runFire(p *plan, name string, scheduled time.Time, reissue []st
 			ids[i] = f.Target + " (" + f.Outcome + ")"
 		}
 		if !auditFailed(out) { // that note says more
-			d.noteFailure(fmt.Sprintf("%s at %s: %s", name, d.now().Format(time.RFC3339), strings.Join(ids, ", ")))
+			d.noteFailure(failureLine(name, d.now(), ids))
 		}
 		d.log.Error().Str("job", name).Str("run_id", out.RunID).Strs("failed", ids).Msg("fire finished with failures")
 		return
 	}
 	d.log.Info().Str("job", name).Str("run_id", out.RunID).Int("targets", len(out.Targets)).Msg("fire succeeded on every target")
+}
+
+// failureLine is the one-line status's last failure: job's fire that
+// ended at at, failed on targets ("target (outcome)").
+func failureLine(job string, at time.Time, targets []string) string {
+	return fmt.Sprintf("%s at %s: %s", job, at.Format(time.RFC3339), strings.Join(targets, ", "))
 }
 
 func (d *Daemon) noteFailure(s string) {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -63,7 +62,7 @@ func (d *Daemon) restoreTracker() {
 				ids = append(ids, t.Target+" ("+t.Outcome+")")
 			}
 		}
-		d.noteFailure(fmt.Sprintf("%s at %s: %s", job, run.Time.In(d.now().Location()).Format(time.RFC3339), strings.Join(ids, ", ")))
+		d.noteFailure(failureLine(job, run.Time.In(d.now().Location()), ids))
 	}
 }
 
