@@ -52,6 +52,16 @@ jobs:
 `, node, endpoint, projectID, url)
 }
 
+// credsResolver resolves the env names clusterConfig uses (OTC_AK,
+// OTC_SK, NCP_AK, NCP_SK) to the emulated cloud's credentials.
+func credsResolver(creds emulator.Credentials) secret.Resolver {
+	return secret.Resolver{LookupEnv: func(k string) (string, bool) {
+		v, ok := map[string]string{"OTC_AK": creds.OTCAccessKey, "OTC_SK": creds.OTCSecretKey,
+			"NCP_AK": creds.NCPAccessKey, "NCP_SK": creds.NCPSecretKey}[k]
+		return v, ok
+	}}
+}
+
 // TestClusterEachFireOnce: three replicas in one process share one etcd
 // and one emulated cloud. Each fire is claimed and run by exactly one
 // replica; a replica cut off etcd says so in its status and readiness,
@@ -66,11 +76,7 @@ func TestClusterEachFireOnce(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cloud.Close() })
 	creds := cloud.Credentials()
-	res := secret.Resolver{LookupEnv: func(k string) (string, bool) {
-		v, ok := map[string]string{"OTC_AK": creds.OTCAccessKey, "OTC_SK": creds.OTCSecretKey,
-			"NCP_AK": creds.NCPAccessKey, "NCP_SK": creds.NCPSecretKey}[k]
-		return v, ok
-	}}
+	res := credsResolver(creds)
 	px := etcdtest.NewProxy(t, strings.TrimPrefix(srv.Endpoint(), "http://"))
 	type replica struct {
 		node, audit string

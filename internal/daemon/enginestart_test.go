@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +15,32 @@ import (
 	"github.com/cloudcron/scheduler/internal/state"
 )
 
+// startHeldAtEngine starts a daemon in dir whose one job, tick, starts
+// nb-1 on the sandbox every second (overlap: allow), with extra lines
+// before accounts:, holding start-up 1.5 s between catch-up's instant and
+// the engine's start; it returns the daemon and when Start returned.
+func startHeldAtEngine(t *testing.T, dir, extra string) (*Daemon, time.Time) {
+	t.Helper()
+	cfg := filepath.Join(dir, "config.yaml")
+	writeConfig(t, cfg, `version: 1
+audit: {path: audit.jsonl}
+state: {dir: state}
+`+extra+`accounts:
+  sb: {vendor: sandbox}
+jobs:
+  - {name: tick, schedule: "* * * * * *", account: sb, action: modelarts.notebook.start, targets: [nb-1], overlap: allow}
+`)
+	old := holdAt
+	holdAt = "engine:1500ms"
+	t.Cleanup(func() { holdAt = old })
+	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), Grace: 5 * time.Second})
+	holdAt = old
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, time.Now()
+}
+
 // TestFireDueWhileEngineStartsIsNotLost holds start-up for 1.5 s between
 // catch-up's instant and the engine's start, as a loaded machine does
 // when cron's goroutines begin late: the fires of a job due every second
@@ -25,27 +50,7 @@ import (
 // in a full -race run: "has no audit record at all: silently lost".)
 func TestFireDueWhileEngineStartsIsNotLost(t *testing.T) {
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	body := `version: 1
-audit: {path: audit.jsonl}
-state: {dir: state}
-accounts:
-  sb: {vendor: sandbox}
-jobs:
-  - {name: tick, schedule: "* * * * * *", account: sb, action: modelarts.notebook.start, targets: [nb-1], overlap: allow}
-`
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	old := holdAt
-	holdAt = "engine:1500ms"
-	t.Cleanup(func() { holdAt = old })
-	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), Grace: 5 * time.Second})
-	holdAt = old
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := time.Now()
+	d, ready := startHeldAtEngine(t, dir, "")
 	// Every whole second from one before READY (inside the hold: after
 	// catch-up's instant, before the engine began) to two after it.
 	first := ready.Add(-time.Second).Truncate(time.Second).Add(time.Second)
@@ -84,19 +89,6 @@ jobs:
 // run still running: <the newer fire>]").
 func TestCatchUpOvertakenByNextFire(t *testing.T) {
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	body := `version: 1
-audit: {path: audit.jsonl}
-state: {dir: state}
-defaults: {catchup: 1h}
-accounts:
-  sb: {vendor: sandbox}
-jobs:
-  - {name: tick, schedule: "* * * * * *", account: sb, action: modelarts.notebook.start, targets: [nb-1], overlap: allow}
-`
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	lastDone := time.Now().Truncate(time.Second).Add(-3 * time.Second)
 	s, err := state.Open(filepath.Join(dir, "state"))
 	if err != nil {
@@ -109,15 +101,7 @@ jobs:
 		t.Fatal(err)
 	}
 	s.Close()
-	old := holdAt
-	holdAt = "engine:1500ms"
-	t.Cleanup(func() { holdAt = old })
-	d, err := Start(Options{ConfigPath: cfg, Log: zerolog.Nop(), Grace: 5 * time.Second})
-	holdAt = old
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := time.Now()
+	d, ready := startHeldAtEngine(t, dir, "defaults: {catchup: 1h}\n")
 	last := ready.Add(2 * time.Second).Truncate(time.Second)
 	var recs []audit.Record
 	waitUntil(t, "the fires up to two seconds after READY", func() bool {

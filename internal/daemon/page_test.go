@@ -18,7 +18,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/rs/zerolog"
 
-	"github.com/cloudcron/scheduler/internal/secret"
 	"github.com/cloudcron/scheduler/internal/state/etcdstore/etcdtest"
 	"github.com/cloudcron/scheduler/internal/vendors/emulator"
 )
@@ -223,11 +222,7 @@ func TestStatusPageShowsCluster(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cloud.Close() })
 	creds := cloud.Credentials()
-	res := secret.Resolver{LookupEnv: func(k string) (string, bool) {
-		v, ok := map[string]string{"OTC_AK": creds.OTCAccessKey, "OTC_SK": creds.OTCSecretKey,
-			"NCP_AK": creds.NCPAccessKey, "NCP_SK": creds.NCPSecretKey}[k]
-		return v, ok
-	}}
+	res := credsResolver(creds)
 	// b reaches etcd through a proxy that the test cuts.
 	px := etcdtest.NewProxy(t, strings.TrimPrefix(srv.Endpoint(), "http://"))
 	const evil = `b<img src=x onerror=window.__xss=1>&amp;`
