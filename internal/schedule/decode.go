@@ -8,6 +8,7 @@ import (
 	"math"
 	"reflect"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,6 +41,15 @@ var (
 // parseDoc reads exactly one YAML document and returns its root node and
 // the number of nodes it writes.
 func parseDoc(file string, data []byte) (*yaml.Node, int, *FieldError) {
+	if procs := runtime.GOMAXPROCS(0); procs > 1 && len(data) >= splitMinBytes {
+		if root, ok := parseSplit(data, procs, splitMinItems); ok {
+			nodes, fe := checkAliases(file, root)
+			if fe != nil {
+				return nil, 0, fe
+			}
+			return root, nodes, nil
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
