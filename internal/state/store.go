@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -226,6 +227,11 @@ func Open(dir string) (*Store, error) {
 		Timeout:        time.Second,
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
+		// Address space, not memory: pages count only once touched.
+		// Mapped at this size from the start, the database grows
+		// without a remap, which copies every node a commit holds
+		// (10 000 new jobs: a third of their first commit).
+		InitialMmapSize: initialMmapSize,
 	})
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
@@ -749,8 +755,16 @@ func (s *Store) flushWith(extra func(*bolt.Tx) error) error {
 	return nil
 }
 
+// initialMmapSize is the size bbolt maps the run state at: room for about
+// 100 000 jobs.
+const initialMmapSize = 64 << 20
+
 func putAll(b *bolt.Bucket, kv map[string][]byte) error {
-	for k, v := range kv {
+	// In key order: bbolt inserts in order into the page it last split,
+	// where random order touches and splits pages all over the tree
+	// (10 000 new jobs: 58 ms in map order).
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
+		v := kv[k]
 		var err error
 		if v == nil {
 			err = b.Delete([]byte(k))

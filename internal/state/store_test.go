@@ -555,3 +555,26 @@ func BenchmarkBeginDone(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSyncNew registers 10 000 jobs in a new run state: the first
+// start of a daemon with a big schedule.
+func BenchmarkSyncNew(b *testing.B) {
+	names := make([]string, 10000)
+	for i := range names {
+		names[i] = fmt.Sprintf("job-%06d", (i*7919)%len(names)) // not in key order
+	}
+	for b.Loop() {
+		b.StopTimer()
+		s, err := Open(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := s.Sync(nil, names, t0); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+}
