@@ -44,7 +44,7 @@ import (
 )
 
 // Scenario names, in the order Run runs them.
-var Scenarios = []string{"start", "lag", "lone", "reload", "rss", "burst", "ratelimit"}
+var Scenarios = []string{"start", "lag", "floor", "lone", "reload", "rss", "burst", "ratelimit"}
 
 // Config sizes the benchmark. Zero fields take the values.
 type Config struct {
@@ -273,7 +273,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Notes = append(rep.Notes, "no scheduler binary: rss skipped; reload and burst ran in-process (burst without RSS and CPU)")
 	}
 	run := map[string]func() []Figure{
-		"start": r.start, "lag": r.lag, "lone": r.lone, "reload": r.reload,
+		"start": r.start, "lag": r.lag, "floor": r.floor, "lone": r.lone, "reload": r.reload,
 		"rss": r.rss, "burst": r.burst, "ratelimit": r.ratelimit,
 	}
 	for _, name := range Scenarios {

@@ -1,12 +1,18 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/cloudcron/scheduler/internal/secret"
+	"github.com/cloudcron/scheduler/internal/vendors/ncp"
 )
 
 // launcher starts a daemon on a config whose secrets c provides.
@@ -542,6 +548,68 @@ func (r *runner) ratelimit() []Figure {
 	if !last.IsZero() {
 		figs = append(figs, info("rate-limited fire duration", ms(last.Sub(f.s)), "ms",
 			fmt.Sprintf("scheduled → last outcome; %d calls at 4/s take ≥ %s", n, time.Duration(n-1)*time.Second/4)))
+	}
+	return figs
+}
+
+// floor: what any daemon on this machine pays for --due signed calls to
+// the emulated cloud at one instant, with none of the daemon's own work
+// (no audit log, run state, executor or engine): the vendor client alone,
+// called from --due goroutines released together, once on new connections
+// (as at a daily 09:00) and once more on the connections the first round
+// left open. The lag scenario's figures cannot go below the first.
+func (r *runner) floor() []Figure {
+	const name = "floor"
+	c, err := newCloud(r.cfg.Latency)
+	if err != nil {
+		return failed(name, err)
+	}
+	defer c.Close()
+	cr := c.Credentials()
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: r.cfg.Due}}
+	defer hc.CloseIdleConnections()
+	cl, err := ncp.New(ncp.Config{AccessKey: secret.New(cr.NCPAccessKey), SecretKey: secret.New(cr.NCPSecretKey),
+		DataForestURL: c.URL(), CDSSURL: c.URL(), HTTPClient: hc})
+	if err != nil {
+		return failed(name, err)
+	}
+	var figs []Figure
+	for round, what := range []string{"new connections", "kept-alive connections"} {
+		var ready, done sync.WaitGroup
+		start := make(chan struct{})
+		errs := make(chan error, r.cfg.Due)
+		for i := range r.cfg.Due {
+			ready.Add(1)
+			done.Go(func() {
+				ready.Done()
+				<-start
+				if _, err := cl.StartApp(context.Background(), fmt.Sprintf("app-floor-%d-%06d", round, i)); err != nil {
+					errs <- err
+				}
+			})
+		}
+		ready.Wait()
+		before := len(c.actions())
+		t0 := time.Now()
+		close(start)
+		done.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return failed(name, err)
+		}
+		reqs := c.actions()[before:]
+		if len(reqs) != r.cfg.Due {
+			return failed(name, fmt.Errorf("%d calls made, %d reached the cloud", r.cfg.Due, len(reqs)))
+		}
+		var lags []float64
+		for _, q := range reqs {
+			lags = append(lags, ms(q.Time.Sub(t0)))
+		}
+		s := sorted(lags)
+		figs = append(figs,
+			info(fmt.Sprintf("%s p50, %s", name, what), percentile(s, 50), "ms", ""),
+			info(fmt.Sprintf("%s p99, %s", name, what), percentile(s, 99), "ms",
+				fmt.Sprintf("%d calls released at once by the vendor client alone, %s per call, released → request received", r.cfg.Due, r.cfg.Latency)))
 	}
 	return figs
 }
