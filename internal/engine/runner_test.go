@@ -3,6 +3,9 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -384,4 +387,36 @@ func TestRunnerStartFromHandsOverFiresDueBeforeItBegan(t *testing.T) {
 		}
 		stopAndWait(t, r)
 	})
+}
+
+// BenchmarkAddMemory reports the heap a registered job costs the runner
+// (its entry and cron's), with 10 000 jobs of distinct schedules.
+func BenchmarkAddMemory(b *testing.B) {
+	specs := make([]Schedule, 10000)
+	for i := range specs {
+		s, err := Parse(fmt.Sprintf("%d %d 9 * * *", i%60, (i/60)%60), time.UTC, time.Time{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		specs[i] = s
+	}
+	var perJob float64
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		r := NewRunner(zerolog.Nop())
+		for i, s := range specs {
+			if _, err := r.Add("job-"+strconv.Itoa(i), s, func(time.Time) {}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		r.Start()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perJob = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(len(specs))
+		runtime.KeepAlive(r)
+		<-r.Stop().Done()
+	}
+	b.ReportMetric(perJob, "B/job")
 }
