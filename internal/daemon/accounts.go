@@ -347,6 +347,11 @@ func buildPlan(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger) (*
 		}
 		p.accounts[n] = a
 	}
+	type verifierKey struct {
+		account, action string
+		timeout         time.Duration
+	}
+	verifiers := map[verifierKey]*executor.Verifier{}
 	for _, j := range cfg.Jobs {
 		a := p.accounts[j.Account]
 		if a == nil {
@@ -361,18 +366,27 @@ func buildPlan(cfg *schedule.Config, res secret.Resolver, log zerolog.Logger) (*
 		info := vendors.Catalogue[j.Action]
 		var verify, check *executor.Verifier
 		if v := a.verifiers[j.Action]; v != nil {
-			vv := *v
-			vv.Timeout = j.VerifyTimeoutD
-			check = &vv
+			// One copy per account, action and timeout, shared by the
+			// jobs that have them in common (the executor only reads
+			// it): a copy per job was a tenth of a big schedule's heap.
+			k := verifierKey{j.Account, j.Action, j.VerifyTimeoutD}
+			vv := verifiers[k]
+			if vv == nil {
+				c := *v
+				c.Timeout = j.VerifyTimeoutD
+				vv = &c
+				verifiers[k] = vv
+			}
+			check = vv
 			if j.Verify != nil && *j.Verify {
-				verify = &vv
+				verify = vv
 			}
 		}
 		p.jobs[j.Name] = &executor.Job{
 			Name:    j.Name,
 			Action:  j.Action,
 			Account: j.Account,
-			Targets: append([]string(nil), j.Targets...),
+			Targets: slices.Clip(j.Targets), // read only; an append copies
 			Do:      do,
 			Timeout: j.TimeoutD,
 			Retry: executor.RetryPolicy{
