@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cloudcron/scheduler/internal/secret"
+	"gopkg.in/yaml.v3"
 )
 
 // Options tunes Load.
@@ -67,6 +68,14 @@ func LoadFile(path string, opts Options) (*Config, error) {
 // Problems error listing every problem found, sorted by position; each
 // unwraps to a *FieldError.
 func Load(name string, data []byte, opts Options) (*Config, error) {
+	return load(name, data, opts, false)
+}
+
+// load is Load; clean selects the walker's clean mode, which decodes a
+// clean copy of the tree with Node.Decode instead of filling the Config as
+// it walks. Both give the same result (TestFillMatchesDecode); the fast
+// mode goes over to the clean mode for what it does not mirror.
+func load(name string, data []byte, opts Options, clean bool) (*Config, error) {
 	if len(data) > MaxFileBytes {
 		return nil, tooBig(name, int64(len(data)))
 	}
@@ -75,21 +84,7 @@ func Load(name string, data []byte, opts Options) (*Config, error) {
 	if perr != nil {
 		return nil, Problems{perr}
 	}
-	w := newWalker(name, nodes)
-	clean := w.walk(nil, root, reflect.TypeFor[Config](), "")
-
-	cfg := &Config{}
-	if clean != nil {
-		// Decode the walker's copy of the tree: the parsed file with its
-		// aliases written out (checkAliases bounded them) and without
-		// the nodes the walker reported, so that the semantic checks
-		// still run and every problem is reported in one go. The walker
-		// rejects unknown and duplicate fields and every value the
-		// decoder would refuse; an error here only loses later checks.
-		if err := clean.Decode(cfg); err != nil {
-			w.probs = append(w.probs, w.translate(err)...)
-		}
-	}
+	w, cfg := decodeTree(name, root, nodes, clean)
 	cfg.File = name
 	cfg.hash = hex.EncodeToString(sum[:])
 
@@ -128,6 +123,34 @@ func Load(name string, data []byte, opts Options) (*Config, error) {
 	}
 	return cfg, nil
 }
+
+// decodeTree walks the document root, which writes nodes nodes, and
+// decodes it into a Config; see walker.
+func decodeTree(name string, root *yaml.Node, nodes int, clean bool) (*walker, *Config) {
+	w := newWalker(name, nodes, clean)
+	cfg := &Config{}
+	if !clean {
+		w.walk(nil, root, configType, reflect.ValueOf(cfg).Elem())
+		if !w.slow {
+			return w, cfg
+		}
+		w, cfg = newWalker(name, nodes, true), &Config{}
+	}
+	if c := w.walk(nil, root, configType, reflect.Value{}); c != nil {
+		// Decode the walker's copy of the tree: the parsed file with its
+		// aliases written out (checkAliases bounded them) and without
+		// the nodes the walker reported, so that the semantic checks
+		// still run and every problem is reported in one go. The walker
+		// rejects unknown and duplicate fields and every value the
+		// decoder would refuse; an error here only loses later checks.
+		if err := c.Decode(cfg); err != nil {
+			w.probs = append(w.probs, w.translate(err)...)
+		}
+	}
+	return w, cfg
+}
+
+var configType = reflect.TypeFor[Config]()
 
 // Job returns the job called name, or nil. It costs the same with 10 jobs
 // or 100 000 in a Config that Load returned.

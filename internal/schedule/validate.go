@@ -425,7 +425,7 @@ func (v *validator) writesPolicy(base string) bool {
 	if n == nil || n.Kind != yaml.MappingNode {
 		return true
 	}
-	fields, _ := fieldsOf(reflect.TypeFor[Policy]())
+	fields, _, _ := fieldsOf(reflect.TypeFor[Policy]())
 	for i := 0; i < len(n.Content); i += 2 {
 		k := n.Content[i]
 		if k.Kind == yaml.AliasNode && k.Alias != nil {
@@ -522,7 +522,7 @@ func (v *validator) checkAccount(name string, a *Account) {
 		return
 	}
 	allowed := vendorFields[a.Vendor]
-	_, fields := fieldsOf(reflect.TypeFor[Account]())
+	_, fields, _ := fieldsOf(reflect.TypeFor[Account]())
 	for _, f := range fields {
 		p := child(base, f)
 		if !v.present(p) || oneOf(f, allowed) {
