@@ -263,9 +263,15 @@ func cutIndex(path string) (int, string, bool) {
 		return 0, "", false
 	}
 	digits := path[1:end]
-	i, err := strconv.Atoi(digits)
-	if err != nil || i < 0 || strconv.Itoa(i) != digits {
+	if len(digits) > 1 && digits[0] == '0' || len(digits) > 9 {
 		return 0, "", false
+	}
+	i := 0
+	for _, c := range []byte(digits) {
+		if c < '0' || c > '9' {
+			return 0, "", false
+		}
+		i = i*10 + int(c-'0')
 	}
 	return i, path[end+1:], true
 }
@@ -666,34 +672,31 @@ func (w *walker) key(k *yaml.Node) (string, *yaml.Node, bool) {
 
 // seenKeys remembers the first key node of each name in one mapping.
 type seenKeys struct {
-	names []string
-	keys  []*yaml.Node
-	big   map[string]*yaml.Node // for a long mapping
-}
-
-func newSeenKeys(entries int) seenKeys {
-	if entries > 16 {
-		return seenKeys{big: make(map[string]*yaml.Node, entries)}
-	}
-	return seenKeys{names: make([]string, 0, entries), keys: make([]*yaml.Node, 0, entries)}
+	n     int
+	names [16]string
+	keys  [16]*yaml.Node
+	big   map[string]*yaml.Node // past 16 names
 }
 
 // first returns the key node first seen with name, or records k as it.
 func (s *seenKeys) first(name string, k *yaml.Node) (*yaml.Node, bool) {
-	if s.big != nil {
-		if f, ok := s.big[name]; ok {
-			return f, true
-		}
-		s.big[name] = k
-		return nil, false
-	}
-	for i, n := range s.names {
-		if n == name {
+	for i := range s.n {
+		if s.names[i] == name {
 			return s.keys[i], true
 		}
 	}
-	s.names = append(s.names, name)
-	s.keys = append(s.keys, k)
+	if f, ok := s.big[name]; ok {
+		return f, true
+	}
+	if s.n < len(s.names) {
+		s.names[s.n], s.keys[s.n] = name, k
+		s.n++
+		return nil, false
+	}
+	if s.big == nil {
+		s.big = map[string]*yaml.Node{}
+	}
+	s.big[name] = k
 	return nil, false
 }
 
@@ -709,7 +712,7 @@ func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml
 		cc.Content = make([]*yaml.Node, 0, len(n.Content))
 		c = &cc
 	}
-	seen := newSeenKeys(len(n.Content) / 2)
+	var seen seenKeys
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		name, ck, ok := w.key(k)
@@ -762,7 +765,7 @@ func (w *walker) walkMap(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.No
 		// Decode makes the map before it looks at the entries.
 		v.Set(reflect.MakeMapWithSize(t, len(n.Content)/2))
 	}
-	seen := newSeenKeys(len(n.Content) / 2)
+	var seen seenKeys
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		name, ck, ok := w.key(k)
@@ -821,13 +824,15 @@ func (w *walker) walkSlice(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.
 		defer func() { w.inJobs = false }()
 	}
 	var c *yaml.Node
-	var s reflect.Value
 	if w.clean {
 		cc := *n
 		cc.Content = make([]*yaml.Node, 0, len(n.Content))
 		c = &cc
+	} else if len(n.Content) == 0 {
+		v.Set(reflect.MakeSlice(t, 0, 0)) // Decode makes [] an empty list, not nil
 	} else {
-		s = reflect.MakeSlice(t, len(n.Content), len(n.Content))
+		v.Grow(len(n.Content))
+		v.SetLen(len(n.Content))
 	}
 	et := t.Elem()
 	// Decoding the null that stands for a dropped element (below) keeps
@@ -846,8 +851,8 @@ func (w *walker) walkSlice(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.
 			continue
 		}
 		var ev reflect.Value
-		if s.IsValid() {
-			ev = s.Index(j)
+		if !w.clean {
+			ev = v.Index(j)
 		}
 		ce := w.walk(nil, e, et, ev)
 		w.pop(l)
@@ -867,7 +872,7 @@ func (w *walker) walkSlice(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.
 	if c != nil {
 		return c
 	}
-	v.Set(s.Slice(0, j))
+	v.SetLen(j)
 	return n
 }
 
