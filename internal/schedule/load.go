@@ -112,6 +112,7 @@ func load(name string, data []byte, opts Options, clean bool) (*Config, error) {
 	}
 	accts := make(map[string]json.RawMessage, len(cfg.Accounts))
 	cfg.byName = make(map[string]*Job, len(cfg.Jobs))
+	fp := fingerprinter{b: make([]byte, 0, 512)}
 	for _, j := range cfg.Jobs {
 		cfg.byName[j.Name] = j
 		acct, ok := accts[j.Account]
@@ -119,7 +120,7 @@ func load(name string, data []byte, opts Options, clean bool) (*Config, error) {
 			acct = accountJSON(cfg.Accounts[j.Account])
 			accts[j.Account] = acct
 		}
-		j.fingerprint = fingerprint(j, acct)
+		j.fingerprint = fp.sum(j, acct)
 	}
 	return cfg, nil
 }
@@ -189,45 +190,59 @@ func (j *Job) Fingerprint() string {
 // form may change between versions; it avoids reflection, which made the
 // fingerprints a sixth of the load of a large file.
 func fingerprint(j *Job, acct json.RawMessage) string {
+	var fp fingerprinter
+	return fp.sum(j, acct)
+}
+
+// fingerprinter computes fingerprints in a buffer it keeps: one for all
+// the jobs of a load.
+type fingerprinter struct{ b []byte }
+
+func (fp *fingerprinter) str(s string) {
+	fp.b = binary.AppendUvarint(fp.b, uint64(len(s)))
+	fp.b = append(fp.b, s...)
+}
+
+func (fp *fingerprinter) num(v int64) { fp.b = binary.AppendVarint(fp.b, v) }
+
+// sum returns the fingerprint of j with acct; see fingerprint.
+func (fp *fingerprinter) sum(j *Job, acct json.RawMessage) string {
 	zone := ""
 	if j.Loc != nil {
 		zone = j.Loc.String()
 	}
-	b := make([]byte, 0, 256+len(acct))
-	str := func(s string) {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	num := func(v int64) { b = binary.AppendVarint(b, v) }
-	str(j.Name)
-	str(j.Schedule)
-	str(zone)
-	str(j.Account)
-	str(j.Action)
-	num(int64(len(j.Targets)))
+	fp.b = fp.b[:0]
+	fp.str(j.Name)
+	fp.str(j.Schedule)
+	fp.str(zone)
+	fp.str(j.Account)
+	fp.str(j.Action)
+	fp.num(int64(len(j.Targets)))
 	for _, t := range j.Targets {
-		str(t)
+		fp.str(t)
 	}
-	num(int64(j.TimeoutD))
-	num(int64(j.CatchupD))
-	num(int64(j.VerifyTimeoutD))
+	fp.num(int64(j.TimeoutD))
+	fp.num(int64(j.CatchupD))
+	fp.num(int64(j.VerifyTimeoutD))
 	r := j.Backoff
-	num(int64(r.InitialInterval))
-	num(int64(r.MaxInterval))
-	num(int64(r.MaxElapsed))
-	num(int64(r.MaxAttempts))
-	str(j.Overlap)
+	fp.num(int64(r.InitialInterval))
+	fp.num(int64(r.MaxInterval))
+	fp.num(int64(r.MaxElapsed))
+	fp.num(int64(r.MaxAttempts))
+	fp.str(j.Overlap)
 	if j.Verify != nil && *j.Verify {
-		b = append(b, 1)
+		fp.b = append(fp.b, 1)
 	} else {
-		b = append(b, 0)
+		fp.b = append(fp.b, 0)
 	}
 	if acct == nil {
 		acct = json.RawMessage("null")
 	}
-	b = append(b, acct...)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	fp.b = append(fp.b, acct...)
+	sum := sha256.Sum256(fp.b)
+	var hexSum [2 * sha256.Size]byte
+	hex.Encode(hexSum[:], sum[:])
+	return string(hexSum[:])
 }
 
 // accountJSON is the canonical JSON form of a, part of the fingerprint of
