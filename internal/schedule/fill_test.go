@@ -310,6 +310,32 @@ func TestFillMatchesDecode(t *testing.T) {
 	for _, s := range seeds {
 		checkFillMatchesDecode(t, dir, s)
 	}
+	// Cases the fill handles apart, and those it leaves to the clean mode.
+	for _, c := range [][2]string{
+		{"  - {name: b,", "  - {name: d, schedule: \"@daily\", account: lab, action: cdss.cmak.restart, targets: [\"1\", *n, \"2\"]}\n  - {name: b,"},
+		{"  - {name: b,", "  - {name: d, schedule: \"@daily\", account: lab, action: cdss.cmak.restart, targets: [\"1\", ~, \"2\"]}\n  - {name: b,"},
+		{"version: 1", "version: &n ~"},
+		{"  - {name: b,", "  - ~\n  - 5\n  - {name: b,"},
+		{"targets: [nb-3]", "targets: []"},
+		{"targets: [nb-3]", "targets: ~"},
+		{"faults:\n", "faults:\n      - ~\n      - *n\n"},
+		{"endpoints: {", "endpoints: {x: *n, 5: \"https://x.example.com\", "},
+		{"holidays: {ics: company.ics}", "holidays: {ics: !!binary \"@@\"}"},
+		{"holidays: KR", "holidays: !!str KR"},
+		{"version: 1", "!!binary dmVyc2lvbg==: 1"},
+		{"    retry: {", "    !!binary cmV0cnk=: {"},
+		{"    timeout: 1m", "    timeout: !!str 1m"},
+		{"concurrency: 2", "concurrency: !!float 2"},
+		{"verify: true", "verify: !!null true"},
+		{"accounts:\n", "accounts: !!null\n"},
+	} {
+		data := strings.Replace(richSchedule, c[0], c[1], 1)
+		if data == richSchedule {
+			t.Fatalf("%q is not in richSchedule", c[0])
+		}
+		data = strings.Replace(data, "watchdog_after: 5m", "watchdog_after: &n ~", 1)
+		checkFillMatchesDecode(t, dir, []byte(data))
+	}
 	rounds := 3000
 	if testing.Short() {
 		rounds = 300
