@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -183,19 +184,42 @@ func syntaxError(file string, err error) *FieldError {
 	return fe
 }
 
-// walker checks a node tree against the Go types of the schedule before
-// anything is decoded: unknown and duplicate fields, wrong kinds, values
-// that do not parse, secret references. It reports every problem with its
-// position and field path, records the node of every path for the
-// semantic checks, and builds a clean copy of the tree, with aliases
-// written out and without the offending nodes, so that decoding can go on
-// and later checks still run.
+// walker checks a node tree against the Go types of the schedule: unknown
+// and duplicate fields, wrong kinds, values that do not parse, secret
+// references. It reports every problem with its position and field path
+// and records the nodes of every path for the semantic checks.
+//
+// It decodes as it checks: walk fills a Go value with what Node.Decode
+// would give for the walker's clean copy of the tree (the parsed file with
+// its aliases written out and without the nodes it reported), so that
+// decoding goes on past a problem and later checks still run. That clean
+// copy is still built, and decoded with Node.Decode, in clean mode: the
+// reference the fast mode is tested against (see TestFillMatchesDecode),
+// and the way Load goes when the fast mode meets what it does not mirror
+// (see slow).
 type walker struct {
 	file  string
 	probs Problems
-	nodes map[string]pathNodes // path → its nodes
+	nodes map[string]pathNodes // path → its nodes; see find for the paths under jobs[i]
 	typos map[string]bool      // paths of fields an unknown field was probably meant to be
 	lines map[int][]string     // line → paths of the values on it, leftmost first; see pathAt
+
+	path []byte // the path being walked
+
+	// clean: build the clean copy and record every path in nodes; the
+	// caller decodes the copy. Otherwise walk fills its value.
+	clean bool
+	// jobs are the nodes of each element of the top-level jobs list. In
+	// fast mode the paths under them are not recorded in nodes (most of
+	// a large file, and almost never asked for): find navigates to them.
+	jobs    []pathNodes
+	inJobs  bool // walking an element of jobs: record nothing in nodes
+	hasJobs bool // jobs holds the elements of the jobs list
+	// slow is set in fast mode when the file has something whose decoding
+	// the fill does not mirror (an explicit tag such as !!binary, a
+	// holidays value its UnmarshalYAML refuses): Load starts again in
+	// clean mode.
+	slow bool
 }
 
 // pathNodes are the nodes of one path.
@@ -205,19 +229,176 @@ type pathNodes struct {
 }
 
 // newWalker returns a walker for a document that writes about nodes nodes.
-func newWalker(file string, nodes int) *walker {
-	// A path per mapping entry or list element: about half the nodes.
-	return &walker{file: file, nodes: make(map[string]pathNodes, nodes/2), typos: map[string]bool{}}
+func newWalker(file string, nodes int, clean bool) *walker {
+	size := 64
+	if clean {
+		// A path per mapping entry or list element: about half the nodes.
+		size = nodes / 2
+	}
+	return &walker{file: file, nodes: make(map[string]pathNodes, size), typos: map[string]bool{}, clean: clean, path: make([]byte, 0, 64)}
 }
 
 // val returns the value node of path, or nil.
-func (w *walker) val(path string) *yaml.Node { return w.nodes[path].val }
+func (w *walker) val(path string) *yaml.Node { return w.find(path).val }
 
 // keyAt returns the key node of path, or nil.
-func (w *walker) keyAt(path string) *yaml.Node { return w.nodes[path].key }
+func (w *walker) keyAt(path string) *yaml.Node { return w.find(path).key }
+
+// find returns the nodes the walker recorded for path: from nodes, or for
+// a path under jobs[i] in fast mode, by going down from the element the
+// way walk went. A Job has no map (TestJobPathsUnambiguous), so its paths
+// read back unambiguously.
+func (w *walker) find(path string) pathNodes {
+	if pn, ok := w.nodes[path]; ok || !w.hasJobs {
+		return pn
+	}
+	rest, ok := strings.CutPrefix(path, "jobs")
+	if !ok {
+		return pathNodes{}
+	}
+	i, rest, ok := cutIndex(rest)
+	if !ok || i >= len(w.jobs) {
+		return pathNodes{}
+	}
+	return descend(w.jobs[i], jobType, rest)
+}
+
+var jobType = reflect.TypeFor[*Job]()
+
+// cutIndex reads "[i]" from the start of path, i written as index writes
+// it, and returns i and the rest of path.
+func cutIndex(path string) (int, string, bool) {
+	end := strings.IndexByte(path, ']')
+	if len(path) < 3 || path[0] != '[' || end < 0 {
+		return 0, "", false
+	}
+	digits := path[1:end]
+	if len(digits) > 1 && digits[0] == '0' || len(digits) > 9 {
+		return 0, "", false
+	}
+	i := 0
+	for _, c := range []byte(digits) {
+		if c < '0' || c > '9' {
+			return 0, "", false
+		}
+		i = i*10 + int(c-'0')
+	}
+	return i, path[end+1:], true
+}
+
+// descend returns the nodes walk records at path rest below pn, whose
+// value walk checked against t: it follows the same aliases, keys and
+// indices, and stops where walk stops. It knows structs and lists; a map
+// (whose keys may contain . or [) or a holidays value below pn is never
+// found.
+func descend(pn pathNodes, t reflect.Type, rest string) pathNodes {
+	for rest != "" {
+		n := pn.val
+		if n == nil {
+			return pathNodes{}
+		}
+		if n.Kind == yaml.AliasNode {
+			if n.Alias == nil || n.Alias.Kind == yaml.AliasNode {
+				return pathNodes{}
+			}
+			n = n.Alias
+		}
+		if t.Kind() == reflect.Pointer {
+			if isNull(n) {
+				return pathNodes{}
+			}
+			t = t.Elem()
+		}
+		if t == holidayType || t == refType || t == durationType {
+			return pathNodes{}
+		}
+		switch t.Kind() {
+		case reflect.Struct:
+			if n.Kind != yaml.MappingNode || rest[0] != '.' {
+				return pathNodes{}
+			}
+			end := strings.IndexAny(rest[1:], ".[")
+			if end < 0 {
+				end = len(rest)
+			} else {
+				end++
+			}
+			name := rest[1:end]
+			types, _, _ := fieldsOf(t)
+			ft, known := types[name]
+			if !known {
+				return pathNodes{}
+			}
+			found := false
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if kn, ok := keyName(n.Content[i]); ok && kn == name {
+					pn, found = pathNodes{n.Content[i], n.Content[i+1]}, true
+					break
+				}
+			}
+			if !found {
+				return pathNodes{}
+			}
+			t, rest = ft, rest[end:]
+		case reflect.Slice:
+			if n.Kind != yaml.SequenceNode {
+				return pathNodes{}
+			}
+			i, tail, ok := cutIndex(rest)
+			if !ok || i >= len(n.Content) {
+				return pathNodes{}
+			}
+			e := n.Content[i]
+			if isNull(e) && tail != "" {
+				return pathNodes{}
+			}
+			pn, t, rest = pathNodes{nil, e}, t.Elem(), tail
+		default:
+			return pathNodes{}
+		}
+	}
+	return pn
+}
+
+// here returns the path being walked.
+func (w *walker) here() string { return string(w.path) }
+
+// push appends the field key to the path being walked and returns what
+// pop needs to take it off again.
+func (w *walker) push(key string) int {
+	l := len(w.path)
+	if l > 0 {
+		w.path = append(w.path, '.')
+	}
+	w.path = append(w.path, key...)
+	return l
+}
+
+// pushIndex appends the list index i to the path being walked.
+func (w *walker) pushIndex(i int) int {
+	l := len(w.path)
+	w.path = append(w.path, '[')
+	w.path = strconv.AppendInt(w.path, int64(i), 10)
+	w.path = append(w.path, ']')
+	return l
+}
+
+func (w *walker) pop(l int) { w.path = w.path[:l] }
+
+// record records the nodes of the path being walked.
+func (w *walker) record(k, n *yaml.Node) {
+	if !w.inJobs {
+		w.nodes[w.here()] = pathNodes{k, n}
+	}
+}
 
 func (w *walker) add(n *yaml.Node, path, format string, args ...any) {
 	w.probs = append(w.probs, &FieldError{File: w.file, Path: path, Line: n.Line, Col: n.Column, Msg: fmt.Sprintf(format, args...)})
+}
+
+// addHere reports a problem at the path being walked.
+func (w *walker) addHere(n *yaml.Node, format string, args ...any) {
+	w.add(n, w.here(), format, args...)
 }
 
 func child(path, key string) string {
@@ -231,6 +412,13 @@ func index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]
 
 func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// tagged reports whether n carries an explicit tag (or none at all, which
+// the parser never leaves): the fill mirrors Node.Decode only for the
+// tags the parser resolves from the value.
+func tagged(n *yaml.Node) bool {
+	return n.Style&yaml.TaggedStyle != 0 || n.Tag == "" || n.Tag == "!"
 }
 
 // describe names what a node is, never its value (it may be a secret).
@@ -265,253 +453,437 @@ func describe(n *yaml.Node) string {
 }
 
 // walk checks n, the value of key k (nil for a list element or the root),
-// against type t at path and returns a clean copy, or nil when n cannot be
-// decoded into t.
-func (w *walker) walk(k, n *yaml.Node, t reflect.Type, path string) *yaml.Node {
-	w.nodes[path] = pathNodes{k, n}
+// against type t at the path being walked. In clean mode it returns the
+// clean copy of n, or nil when n cannot be decoded into t. Otherwise v, a
+// settable value of type t, gets what decoding the clean copy would have
+// set, and walk returns n, or nil where the clean copy would have been
+// nil (v is then left as it was).
+func (w *walker) walk(k, n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.Node {
+	w.record(k, n)
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
-			w.add(n, path, "alias to nothing")
+			w.addHere(n, "alias to nothing")
 			return nil
 		}
 		target := n.Alias
 		if target.Kind == yaml.AliasNode {
-			w.add(n, path, "alias to an alias is not supported")
+			w.addHere(n, "alias to an alias is not supported")
 			return nil
 		}
-		c := w.walk(k, target, t, path)
-		w.nodes[path] = pathNodes{k, n}
+		c := w.walk(k, target, t, v)
+		w.record(k, n)
 		return c
+	}
+	if !w.clean && tagged(n) {
+		w.slow = true
 	}
 	if t.Kind() == reflect.Pointer {
 		if isNull(n) {
-			return n
+			return n // v stays nil, as decoding null sets it
 		}
-		t = t.Elem()
+		if w.clean {
+			return w.walk1(n, t.Elem(), v)
+		}
+		p := reflect.New(t.Elem())
+		c := w.walk1(n, t.Elem(), p.Elem())
+		if c != nil {
+			v.Set(p)
+		}
+		return c
 	}
+	return w.walk1(n, t, v)
+}
+
+// walk1 is walk for a node that is no alias and a type that is no pointer.
+func (w *walker) walk1(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.Node {
 	switch {
 	case t == holidayType:
-		return w.walkHoliday(n, path)
+		return w.walkHoliday(n, v)
 	case t == refType:
 		var r secret.Ref
 		if err := r.UnmarshalYAML(n); err != nil {
 			var re *secret.RefError
 			if errors.As(err, &re) {
-				w.probs = append(w.probs, &FieldError{File: w.file, Path: path, Line: re.Line, Col: re.Column, Msg: re.Msg})
+				w.probs = append(w.probs, &FieldError{File: w.file, Path: w.here(), Line: re.Line, Col: re.Column, Msg: re.Msg})
 			} else {
-				w.add(n, path, "invalid secret reference; %s", secret.InlineHint)
+				w.addHere(n, "invalid secret reference; %s", secret.InlineHint)
 			}
 			return nil
+		}
+		if !w.clean {
+			v.Set(reflect.ValueOf(r))
 		}
 		return n
 	case t == durationType:
 		if n.Kind != yaml.ScalarNode || isNull(n) {
-			w.add(n, path, "expected a duration, got %s; %s", describe(n), durationHint)
+			w.addHere(n, "expected a duration, got %s; %s", describe(n), durationHint)
 			return nil
 		}
-		if _, err := time.ParseDuration(n.Value); err != nil {
+		d, err := time.ParseDuration(n.Value)
+		if err != nil {
 			if _, nerr := strconv.ParseFloat(n.Value, 64); nerr == nil {
-				w.add(n, path, "invalid duration %q: a number needs a unit; %s", n.Value, durationHint)
+				w.addHere(n, "invalid duration %q: a number needs a unit; %s", n.Value, durationHint)
 			} else {
-				w.add(n, path, "invalid duration %q; %s", n.Value, durationHint)
+				w.addHere(n, "invalid duration %q; %s", n.Value, durationHint)
 			}
 			return nil
+		}
+		if !w.clean {
+			v.SetInt(int64(d))
 		}
 		return n
 	}
 	switch t.Kind() {
 	case reflect.Struct:
-		return w.walkStruct(n, t, path)
+		return w.walkStruct(n, t, v)
 	case reflect.Map:
-		return w.walkMap(n, t, path)
+		return w.walkMap(n, t, v)
 	case reflect.Slice:
-		return w.walkSlice(n, t, path)
+		return w.walkSlice(n, t, v)
 	case reflect.String:
-		return w.scalar(n, path, new(string), "a string")
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+			// What Decode would say, without a decoder per value.
+			if !w.clean {
+				v.SetString(n.Value)
+			}
+			return n
+		}
+		var s string
+		if !w.scalar(n, &s, "a string") {
+			return nil
+		}
+		if !w.clean {
+			v.SetString(s)
+		}
+		return n
 	case reflect.Int:
-		return w.scalar(n, path, new(int), "an integer")
+		var i int
+		if !w.scalar(n, &i, "an integer") {
+			return nil
+		}
+		if !w.clean {
+			v.SetInt(int64(i))
+		}
+		return n
 	case reflect.Float64:
-		return w.scalar(n, path, new(float64), "a number")
+		var f float64
+		if !w.scalar(n, &f, "a number") {
+			return nil
+		}
+		if !w.clean {
+			v.SetFloat(f)
+		}
+		return n
 	case reflect.Bool:
-		return w.scalar(n, path, new(bool), "true or false")
+		var b bool
+		if !w.scalar(n, &b, "true or false") {
+			return nil
+		}
+		if !w.clean {
+			v.SetBool(b)
+		}
+		return n
 	}
 	panic("schedule: walker does not handle " + t.String()) // a field type was added to types.go without a walker case
 }
 
-func (w *walker) scalar(n *yaml.Node, path string, v any, want string) *yaml.Node {
-	if _, str := v.(*string); str && n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
-		return n // what Decode would say, without a decoder per value
-	}
+// scalar decodes the scalar n into v, which decoding the clean copy would
+// set to the same (a null leaves v as it was), and reports whether it can.
+func (w *walker) scalar(n *yaml.Node, v any, want string) bool {
 	if n.Kind != yaml.ScalarNode || n.Decode(v) != nil {
-		w.add(n, path, "expected %s, got %s", want, describe(n))
-		return nil
+		w.addHere(n, "expected %s, got %s", want, describe(n))
+		return false
 	}
-	return n
+	return true
 }
 
 // structFields is what fieldsOf returns for one type.
 type structFields struct {
 	types map[string]reflect.Type
 	names []string
+	index map[string][]int
 }
 
 // fieldsCache holds fieldsOf of each struct type seen: reflect.Type → structFields.
 var fieldsCache sync.Map
 
 // fieldsOf maps the yaml names of t's fields, inline structs flattened, to
-// their types, and lists them in declaration order. The result is shared:
-// callers must not change it.
-func fieldsOf(t reflect.Type) (map[string]reflect.Type, []string) {
+// their types and to their index for reflect.Value.FieldByIndex, and lists
+// them in declaration order. The result is shared: callers must not change
+// it.
+func fieldsOf(t reflect.Type) (map[string]reflect.Type, []string, map[string][]int) {
 	if f, ok := fieldsCache.Load(t); ok {
 		f := f.(structFields)
-		return f.types, f.names
+		return f.types, f.names, f.index
 	}
-	types, names := fieldsOfType(t)
-	fieldsCache.Store(t, structFields{types, names})
-	return types, names
+	f := structFields{types: map[string]reflect.Type{}, index: map[string][]int{}}
+	fieldsOfType(t, nil, &f)
+	fieldsCache.Store(t, f)
+	return f.types, f.names, f.index
 }
 
-func fieldsOfType(t reflect.Type) (map[string]reflect.Type, []string) {
-	types := map[string]reflect.Type{}
-	var names []string
-	for f := range t.Fields() {
-		tag := f.Tag.Get("yaml")
+func fieldsOfType(t reflect.Type, at []int, f *structFields) {
+	for sf := range t.Fields() {
+		tag := sf.Tag.Get("yaml")
 		name, opts, _ := strings.Cut(tag, ",")
-		if tag == "-" || !f.IsExported() {
+		if tag == "-" || !sf.IsExported() {
 			continue
 		}
+		idx := append(slices.Clip(at), sf.Index...)
 		if opts == "inline" {
-			sub, subNames := fieldsOfType(f.Type)
-			for _, n := range subNames {
-				types[n] = sub[n]
-			}
-			names = append(names, subNames...)
+			fieldsOfType(sf.Type, idx, f)
 			continue
 		}
 		if name == "" {
-			name = strings.ToLower(f.Name)
+			name = strings.ToLower(sf.Name)
 		}
-		types[name] = f.Type
-		names = append(names, name)
+		f.types[name] = sf.Type
+		f.index[name] = idx
+		f.names = append(f.names, name)
 	}
-	return types, names
+}
+
+// keyName returns the name of a mapping key node (the value of an aliased
+// key), or false when the walker refuses the key; see key.
+func keyName(k *yaml.Node) (string, bool) {
+	if k.Kind == yaml.AliasNode && k.Alias != nil {
+		k = k.Alias
+	}
+	if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" || k.Value == "" || isNull(k) {
+		return "", false
+	}
+	return k.Value, true
 }
 
 // key checks a mapping key node and returns its name and the node to keep
 // in the clean copy (the key itself, or the value of an aliased key).
-func (w *walker) key(k *yaml.Node, path string) (string, *yaml.Node, bool) {
+func (w *walker) key(k *yaml.Node) (string, *yaml.Node, bool) {
 	if k.Kind == yaml.AliasNode && k.Alias != nil {
 		k = k.Alias
 	}
 	if k.Kind != yaml.ScalarNode {
-		w.add(k, path, "expected a name as key, got %s", describe(k))
+		w.addHere(k, "expected a name as key, got %s", describe(k))
 		return "", nil, false
 	}
 	if k.ShortTag() == "!!merge" {
-		w.add(k, path, "merge keys (<<) are not supported; write the fields out")
+		w.addHere(k, "merge keys (<<) are not supported; write the fields out")
 		return "", nil, false
 	}
 	if k.Value == "" || isNull(k) {
-		w.add(k, path, "empty key")
+		w.addHere(k, "empty key")
 		return "", nil, false
+	}
+	if !w.clean && tagged(k) {
+		// Decode reads a key's name through its tag (!!binary).
+		w.slow = true
 	}
 	return k.Value, k, true
 }
 
-func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
+// seenKeys remembers the first key node of each name in one mapping.
+type seenKeys struct {
+	n     int
+	names [16]string
+	keys  [16]*yaml.Node
+	big   map[string]*yaml.Node // past 16 names
+}
+
+// first returns the key node first seen with name, or records k as it.
+func (s *seenKeys) first(name string, k *yaml.Node) (*yaml.Node, bool) {
+	for i := range s.n {
+		if s.names[i] == name {
+			return s.keys[i], true
+		}
+	}
+	if f, ok := s.big[name]; ok {
+		return f, true
+	}
+	if s.n < len(s.names) {
+		s.names[s.n], s.keys[s.n] = name, k
+		s.n++
+		return nil, false
+	}
+	if s.big == nil {
+		s.big = map[string]*yaml.Node{}
+	}
+	s.big[name] = k
+	return nil, false
+}
+
+func (w *walker) walkStruct(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.Node {
 	if n.Kind != yaml.MappingNode {
-		w.add(n, path, "expected a mapping, got %s", describe(n))
+		w.addHere(n, "expected a mapping, got %s", describe(n))
 		return nil
 	}
-	types, names := fieldsOf(t)
-	c := *n
-	c.Content = make([]*yaml.Node, 0, len(n.Content))
-	seen := map[string]*yaml.Node{}
+	types, names, index := fieldsOf(t)
+	var c *yaml.Node
+	if w.clean {
+		cc := *n
+		cc.Content = make([]*yaml.Node, 0, len(n.Content))
+		c = &cc
+	}
+	var seen seenKeys
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		name, ck, ok := w.key(k, path)
+		k, val := n.Content[i], n.Content[i+1]
+		name, ck, ok := w.key(k)
 		if !ok {
 			continue
 		}
-		p := child(path, name)
-		if first, dup := seen[name]; dup {
-			w.add(k, p, "duplicate field %q; first set at line %d", name, first.Line)
+		l := w.push(name)
+		if first, dup := seen.first(name, k); dup {
+			w.addHere(k, "duplicate field %q; first set at line %d", name, first.Line)
+			w.pop(l)
 			continue
 		}
-		seen[name] = k
 		ft, known := types[name]
 		if !known {
-			w.add(k, p, "unknown field %q; %s", name, hint(name, names))
-			if c := closest(name, names); c != "" {
-				w.typos[child(path, c)] = true
+			w.addHere(k, "unknown field %q; %s", name, hint(name, names))
+			if cl := closest(name, names); cl != "" {
+				w.pop(l)
+				w.typos[child(w.here(), cl)] = true
 			}
+			w.pop(l)
 			continue
 		}
-		if cv := w.walk(k, v, ft, p); cv != nil {
+		var fv reflect.Value
+		if !w.clean {
+			fv = v.FieldByIndex(index[name])
+		}
+		cv := w.walk(k, val, ft, fv)
+		w.pop(l)
+		if cv != nil && c != nil {
 			c.Content = append(c.Content, ck, cv)
 		}
 	}
-	return &c
+	if c != nil {
+		return c
+	}
+	return n
 }
 
-func (w *walker) walkMap(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
+func (w *walker) walkMap(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.Node {
 	if n.Kind != yaml.MappingNode {
-		w.add(n, path, "expected a mapping of names, got %s", describe(n))
+		w.addHere(n, "expected a mapping of names, got %s", describe(n))
 		return nil
 	}
-	c := *n
-	c.Content = make([]*yaml.Node, 0, len(n.Content))
-	seen := map[string]*yaml.Node{}
+	var c *yaml.Node
+	if w.clean {
+		cc := *n
+		cc.Content = make([]*yaml.Node, 0, len(n.Content))
+		c = &cc
+	} else {
+		// Decode makes the map before it looks at the entries.
+		v.Set(reflect.MakeMapWithSize(t, len(n.Content)/2))
+	}
+	var seen seenKeys
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		name, ck, ok := w.key(k, path)
+		k, val := n.Content[i], n.Content[i+1]
+		name, ck, ok := w.key(k)
 		if !ok {
 			continue
 		}
-		p := child(path, name)
-		if first, dup := seen[name]; dup {
-			w.add(k, p, "duplicate name %q; first defined at line %d", name, first.Line)
+		l := w.push(name)
+		if first, dup := seen.first(name, k); dup {
+			w.addHere(k, "duplicate name %q; first defined at line %d", name, first.Line)
+			w.pop(l)
 			continue
 		}
-		seen[name] = k
-		if isNull(v) {
-			w.nodes[p] = pathNodes{key: k}
-			w.add(v, p, "expected %s, got nothing", withArticle(elemNoun(t.Elem())))
+		if isNull(val) {
+			w.record(k, nil)
+			w.addHere(val, "expected %s, got nothing", withArticle(elemNoun(t.Elem())))
+			w.pop(l)
 			continue
 		}
-		if cv := w.walk(k, v, t.Elem(), p); cv != nil {
+		var ev reflect.Value
+		if !w.clean {
+			ev = reflect.New(t.Elem()).Elem()
+		}
+		cv := w.walk(k, val, t.Elem(), ev)
+		w.pop(l)
+		switch {
+		case cv == nil:
+		case c != nil:
 			c.Content = append(c.Content, ck, cv)
+		default:
+			// An untagged scalar key (tagged() sent the others to the
+			// clean mode) decodes into a string as its value.
+			v.SetMapIndex(reflect.ValueOf(name).Convert(t.Key()), ev)
 		}
 	}
-	return &c
+	if c != nil {
+		return c
+	}
+	return n
 }
 
-func (w *walker) walkSlice(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
+func (w *walker) walkSlice(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.Node {
 	if n.Kind != yaml.SequenceNode {
 		if isNull(n) {
-			return n
+			return n // v stays nil
 		}
-		w.add(n, path, "expected a list of %ss, got %s", elemNoun(t.Elem()), describe(n))
+		w.addHere(n, "expected a list of %ss, got %s", elemNoun(t.Elem()), describe(n))
 		return nil
 	}
-	c := *n
-	c.Content = make([]*yaml.Node, 0, len(n.Content))
+	// In fast mode the paths under the elements of the top-level jobs
+	// list are found through w.jobs.
+	lazy := !w.clean && !w.inJobs && !w.hasJobs && string(w.path) == "jobs" && t == reflect.TypeFor[[]*Job]()
+	if lazy {
+		w.jobs = make([]pathNodes, len(n.Content))
+		w.hasJobs = true
+		w.inJobs = true
+		defer func() { w.inJobs = false }()
+	}
+	var c *yaml.Node
+	if w.clean {
+		cc := *n
+		cc.Content = make([]*yaml.Node, 0, len(n.Content))
+		c = &cc
+	} else if len(n.Content) == 0 {
+		v.Set(reflect.MakeSlice(t, 0, 0)) // Decode makes [] an empty list, not nil
+	} else {
+		v.Grow(len(n.Content))
+		v.SetLen(len(n.Content))
+	}
+	et := t.Elem()
+	// Decoding the null that stands for a dropped element (below) keeps
+	// it as a zero element for these kinds, and drops it for the others.
+	keepNull := slices.Contains([]reflect.Kind{reflect.Pointer, reflect.Map, reflect.Slice, reflect.Interface}, et.Kind())
+	j := 0
 	for i, e := range n.Content {
-		p := index(path, i)
+		if lazy {
+			w.jobs[i] = pathNodes{val: e}
+		}
+		l := w.pushIndex(i)
 		if isNull(e) {
-			w.nodes[p] = pathNodes{val: e}
-			w.add(e, p, "expected %s, got nothing", withArticle(elemNoun(t.Elem())))
+			w.record(nil, e)
+			w.addHere(e, "expected %s, got nothing", withArticle(elemNoun(et)))
+			w.pop(l)
 			continue
 		}
-		if ce := w.walk(nil, e, t.Elem(), p); ce != nil {
+		var ev reflect.Value
+		if !w.clean {
+			ev = v.Index(j)
+		}
+		ce := w.walk(nil, e, et, ev)
+		w.pop(l)
+		switch {
+		case c != nil && ce != nil:
 			c.Content = append(c.Content, ce)
-		} else {
+		case c != nil:
 			// Keep the index of later elements stable for the semantic
 			// checks: a dropped element decodes as its zero value.
 			c.Content = append(c.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: e.Line, Column: e.Column})
+		case keepNull || ce != nil && !isNull(ce):
+			// Decoding null (an alias to null is accepted) into a
+			// string or a number fails and drops the element.
+			j++
 		}
 	}
-	return &c
+	if c != nil {
+		return c
+	}
+	v.SetLen(j)
+	return n
 }
 
 func withArticle(noun string) string {

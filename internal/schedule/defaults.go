@@ -19,14 +19,6 @@ const (
 
 func durPtr(d time.Duration) *Duration { v := Duration(d); return &v }
 
-func copyDur(d *Duration) *Duration {
-	if d == nil {
-		return nil
-	}
-	v := *d
-	return &v
-}
-
 // builtinPolicy is the policy every field of `defaults` falls back to.
 func builtinPolicy() Policy {
 	attempts, verify := DefaultMaxAttempts, false
@@ -46,42 +38,56 @@ func builtinPolicy() Policy {
 }
 
 // inherit returns p with every unset field taken from base, which must be
-// complete. The result shares no pointer with p or base.
+// complete. The result shares no pointer with p or base: what it points to
+// is one block of its own (one allocation per job instead of nine).
 func (p Policy) inherit(base Policy) Policy {
-	pick := func(own, def *Duration) *Duration {
-		if own != nil {
-			return copyDur(own)
+	blk := new(struct {
+		timeout, catchup, verifyTimeout  Duration
+		initial, maxInterval, maxElapsed Duration
+		attempts                         int
+		verify                           bool
+		retry                            RetryPolicy
+	})
+	pick := func(dst, own, def *Duration) *Duration {
+		switch {
+		case own != nil:
+			*dst = *own
+		case def != nil:
+			*dst = *def
+		default:
+			return nil
 		}
-		return copyDur(def)
+		return dst
 	}
 	out := Policy{
-		Timeout:       pick(p.Timeout, base.Timeout),
-		Catchup:       pick(p.Catchup, base.Catchup),
+		Timeout:       pick(&blk.timeout, p.Timeout, base.Timeout),
+		Catchup:       pick(&blk.catchup, p.Catchup, base.Catchup),
 		Overlap:       p.Overlap,
-		VerifyTimeout: pick(p.VerifyTimeout, base.VerifyTimeout),
+		VerifyTimeout: pick(&blk.verifyTimeout, p.VerifyTimeout, base.VerifyTimeout),
 	}
 	if out.Overlap == "" {
 		out.Overlap = base.Overlap
 	}
-	v := *base.Verify
+	blk.verify = *base.Verify
 	if p.Verify != nil {
-		v = *p.Verify
+		blk.verify = *p.Verify
 	}
-	out.Verify = &v
+	out.Verify = &blk.verify
 	own := p.Retry
 	if own == nil {
 		own = &RetryPolicy{}
 	}
-	attempts := *base.Retry.MaxAttempts
+	blk.attempts = *base.Retry.MaxAttempts
 	if own.MaxAttempts != nil {
-		attempts = *own.MaxAttempts
+		blk.attempts = *own.MaxAttempts
 	}
-	out.Retry = &RetryPolicy{
-		InitialInterval: pick(own.InitialInterval, base.Retry.InitialInterval),
-		MaxInterval:     pick(own.MaxInterval, base.Retry.MaxInterval),
-		MaxElapsed:      pick(own.MaxElapsed, base.Retry.MaxElapsed),
-		MaxAttempts:     &attempts,
+	blk.retry = RetryPolicy{
+		InitialInterval: pick(&blk.initial, own.InitialInterval, base.Retry.InitialInterval),
+		MaxInterval:     pick(&blk.maxInterval, own.MaxInterval, base.Retry.MaxInterval),
+		MaxElapsed:      pick(&blk.maxElapsed, own.MaxElapsed, base.Retry.MaxElapsed),
+		MaxAttempts:     &blk.attempts,
 	}
+	out.Retry = &blk.retry
 	return out
 }
 

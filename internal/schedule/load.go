@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cloudcron/scheduler/internal/secret"
+	"gopkg.in/yaml.v3"
 )
 
 // Options tunes Load.
@@ -67,6 +68,14 @@ func LoadFile(path string, opts Options) (*Config, error) {
 // Problems error listing every problem found, sorted by position; each
 // unwraps to a *FieldError.
 func Load(name string, data []byte, opts Options) (*Config, error) {
+	return load(name, data, opts, false)
+}
+
+// load is Load; clean selects the walker's clean mode, which decodes a
+// clean copy of the tree with Node.Decode instead of filling the Config as
+// it walks. Both give the same result (TestFillMatchesDecode); the fast
+// mode goes over to the clean mode for what it does not mirror.
+func load(name string, data []byte, opts Options, clean bool) (*Config, error) {
 	if len(data) > MaxFileBytes {
 		return nil, tooBig(name, int64(len(data)))
 	}
@@ -75,21 +84,7 @@ func Load(name string, data []byte, opts Options) (*Config, error) {
 	if perr != nil {
 		return nil, Problems{perr}
 	}
-	w := newWalker(name, nodes)
-	clean := w.walk(nil, root, reflect.TypeFor[Config](), "")
-
-	cfg := &Config{}
-	if clean != nil {
-		// Decode the walker's copy of the tree: the parsed file with its
-		// aliases written out (checkAliases bounded them) and without
-		// the nodes the walker reported, so that the semantic checks
-		// still run and every problem is reported in one go. The walker
-		// rejects unknown and duplicate fields and every value the
-		// decoder would refuse; an error here only loses later checks.
-		if err := clean.Decode(cfg); err != nil {
-			w.probs = append(w.probs, w.translate(err)...)
-		}
-	}
+	w, cfg := decodeTree(name, root, nodes, clean)
 	cfg.File = name
 	cfg.hash = hex.EncodeToString(sum[:])
 
@@ -117,6 +112,7 @@ func Load(name string, data []byte, opts Options) (*Config, error) {
 	}
 	accts := make(map[string]json.RawMessage, len(cfg.Accounts))
 	cfg.byName = make(map[string]*Job, len(cfg.Jobs))
+	fp := fingerprinter{b: make([]byte, 0, 512)}
 	for _, j := range cfg.Jobs {
 		cfg.byName[j.Name] = j
 		acct, ok := accts[j.Account]
@@ -124,10 +120,38 @@ func Load(name string, data []byte, opts Options) (*Config, error) {
 			acct = accountJSON(cfg.Accounts[j.Account])
 			accts[j.Account] = acct
 		}
-		j.fingerprint = fingerprint(j, acct)
+		j.fingerprint = fp.sum(j, acct)
 	}
 	return cfg, nil
 }
+
+// decodeTree walks the document root, which writes nodes nodes, and
+// decodes it into a Config; see walker.
+func decodeTree(name string, root *yaml.Node, nodes int, clean bool) (*walker, *Config) {
+	w := newWalker(name, nodes, clean)
+	cfg := &Config{}
+	if !clean {
+		w.walk(nil, root, configType, reflect.ValueOf(cfg).Elem())
+		if !w.slow {
+			return w, cfg
+		}
+		w, cfg = newWalker(name, nodes, true), &Config{}
+	}
+	if c := w.walk(nil, root, configType, reflect.Value{}); c != nil {
+		// Decode the walker's copy of the tree: the parsed file with its
+		// aliases written out (checkAliases bounded them) and without
+		// the nodes the walker reported, so that the semantic checks
+		// still run and every problem is reported in one go. The walker
+		// rejects unknown and duplicate fields and every value the
+		// decoder would refuse; an error here only loses later checks.
+		if err := c.Decode(cfg); err != nil {
+			w.probs = append(w.probs, w.translate(err)...)
+		}
+	}
+	return w, cfg
+}
+
+var configType = reflect.TypeFor[Config]()
 
 // Job returns the job called name, or nil. It costs the same with 10 jobs
 // or 100 000 in a Config that Load returned.
@@ -166,45 +190,59 @@ func (j *Job) Fingerprint() string {
 // form may change between versions; it avoids reflection, which made the
 // fingerprints a sixth of the load of a large file.
 func fingerprint(j *Job, acct json.RawMessage) string {
+	var fp fingerprinter
+	return fp.sum(j, acct)
+}
+
+// fingerprinter computes fingerprints in a buffer it keeps: one for all
+// the jobs of a load.
+type fingerprinter struct{ b []byte }
+
+func (fp *fingerprinter) str(s string) {
+	fp.b = binary.AppendUvarint(fp.b, uint64(len(s)))
+	fp.b = append(fp.b, s...)
+}
+
+func (fp *fingerprinter) num(v int64) { fp.b = binary.AppendVarint(fp.b, v) }
+
+// sum returns the fingerprint of j with acct; see fingerprint.
+func (fp *fingerprinter) sum(j *Job, acct json.RawMessage) string {
 	zone := ""
 	if j.Loc != nil {
 		zone = j.Loc.String()
 	}
-	b := make([]byte, 0, 256+len(acct))
-	str := func(s string) {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	num := func(v int64) { b = binary.AppendVarint(b, v) }
-	str(j.Name)
-	str(j.Schedule)
-	str(zone)
-	str(j.Account)
-	str(j.Action)
-	num(int64(len(j.Targets)))
+	fp.b = fp.b[:0]
+	fp.str(j.Name)
+	fp.str(j.Schedule)
+	fp.str(zone)
+	fp.str(j.Account)
+	fp.str(j.Action)
+	fp.num(int64(len(j.Targets)))
 	for _, t := range j.Targets {
-		str(t)
+		fp.str(t)
 	}
-	num(int64(j.TimeoutD))
-	num(int64(j.CatchupD))
-	num(int64(j.VerifyTimeoutD))
+	fp.num(int64(j.TimeoutD))
+	fp.num(int64(j.CatchupD))
+	fp.num(int64(j.VerifyTimeoutD))
 	r := j.Backoff
-	num(int64(r.InitialInterval))
-	num(int64(r.MaxInterval))
-	num(int64(r.MaxElapsed))
-	num(int64(r.MaxAttempts))
-	str(j.Overlap)
+	fp.num(int64(r.InitialInterval))
+	fp.num(int64(r.MaxInterval))
+	fp.num(int64(r.MaxElapsed))
+	fp.num(int64(r.MaxAttempts))
+	fp.str(j.Overlap)
 	if j.Verify != nil && *j.Verify {
-		b = append(b, 1)
+		fp.b = append(fp.b, 1)
 	} else {
-		b = append(b, 0)
+		fp.b = append(fp.b, 0)
 	}
 	if acct == nil {
 		acct = json.RawMessage("null")
 	}
-	b = append(b, acct...)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	fp.b = append(fp.b, acct...)
+	sum := sha256.Sum256(fp.b)
+	var hexSum [2 * sha256.Size]byte
+	hex.Encode(hexSum[:], sum[:])
+	return string(hexSum[:])
 }
 
 // accountJSON is the canonical JSON form of a, part of the fingerprint of

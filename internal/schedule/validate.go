@@ -107,8 +107,9 @@ type specKey struct {
 }
 
 type parsedSpec struct {
-	spec engine.Schedule
-	err  error
+	spec  engine.Schedule
+	err   error
+	never bool // spec never fires after the anchor
 }
 
 // zone loads the zone called name, once per load.
@@ -123,14 +124,19 @@ func (v *validator) zone(name string) (*time.Location, error) {
 
 // parse parses a schedule in loc, once per load for each distinct pair:
 // jobs that share a schedule share its immutable engine.Schedule.
-func (v *validator) parse(spec string, loc *time.Location) (engine.Schedule, error) {
+// The second result says whether the schedule never fires after the
+// anchor, asked once per pair too.
+func (v *validator) parse(spec string, loc *time.Location) (engine.Schedule, bool, error) {
 	k := specKey{spec, loc}
 	p, ok := v.specs[k]
 	if !ok {
 		p.spec, p.err = engine.Parse(spec, loc, v.anchor)
+		if p.err == nil && p.spec != nil {
+			p.never = p.spec.Next(v.anchor).IsZero()
+		}
 		v.specs[k] = p
 	}
-	return p.spec, p.err
+	return p.spec, p.never, p.err
 }
 
 // node returns the node of path or of its nearest recorded ancestor.
@@ -193,6 +199,10 @@ func (v *validator) set(path string) bool {
 	n := v.w.val(path)
 	return n != nil && !isNull(n) && !v.bad(path)
 }
+
+// anyBad reports whether the walker reported any problem: bad is false
+// for every path when it did not.
+func (v *validator) anyBad() bool { return len(v.w.probs) > 0 }
 
 // bad reports whether the walker already reported a problem at or under path.
 func (v *validator) bad(path string) bool {
@@ -348,13 +358,13 @@ func (v *validator) checkJob(i int, j *Job, accounts []string) {
 		}
 	}
 	if v.need(base, "schedule", j.Schedule == "", `e.g. schedule: "0 9 * * MON-FRI"`) {
-		spec, err := v.parse(j.Schedule, j.Loc)
+		spec, never, err := v.parse(j.Schedule, j.Loc)
 		switch {
 		case err != nil:
 			v.errAt(child(base, "schedule"), "invalid schedule %q: %s", j.Schedule, err.Error())
 		case spec == nil:
 			v.errAt(child(base, "schedule"), "invalid schedule %q", j.Schedule)
-		case spec.Next(v.anchor).IsZero():
+		case never:
 			v.errAt(child(base, "schedule"), "schedule %q never fires: no date matches its day-of-month and month fields (such as 30 February or 31 April); a job that can never run is a mistake", j.Schedule)
 		default:
 			j.Spec = spec
@@ -393,21 +403,21 @@ func (v *validator) checkJob(i int, j *Job, accounts []string) {
 	}
 	seen := map[string]int{}
 	for k, t := range j.Targets {
-		p := index(tp, k)
-		if v.bad(p) {
+		// The path of a target is only written out for a problem.
+		if v.anyBad() && v.bad(index(tp, k)) {
 			continue
 		}
 		if strings.TrimSpace(t) == "" {
-			v.errAt(p, "empty target id")
+			v.errAt(index(tp, k), "empty target id")
 			continue
 		}
 		if first, dup := seen[t]; dup {
-			v.errAt(p, "duplicate target %q; already listed as targets[%d]", t, first)
+			v.errAt(index(tp, k), "duplicate target %q; already listed as targets[%d]", t, first)
 			continue
 		}
 		seen[t] = k
 		if msg := targetProblem(j.Action, t); msg != "" {
-			v.errAt(p, "%s", msg)
+			v.errAt(index(tp, k), "%s", msg)
 		}
 	}
 	if v.writesPolicy(base) {
@@ -425,7 +435,7 @@ func (v *validator) writesPolicy(base string) bool {
 	if n == nil || n.Kind != yaml.MappingNode {
 		return true
 	}
-	fields, _ := fieldsOf(reflect.TypeFor[Policy]())
+	fields, _, _ := fieldsOf(reflect.TypeFor[Policy]())
 	for i := 0; i < len(n.Content); i += 2 {
 		k := n.Content[i]
 		if k.Kind == yaml.AliasNode && k.Alias != nil {
@@ -522,7 +532,7 @@ func (v *validator) checkAccount(name string, a *Account) {
 		return
 	}
 	allowed := vendorFields[a.Vendor]
-	_, fields := fieldsOf(reflect.TypeFor[Account]())
+	_, fields, _ := fieldsOf(reflect.TypeFor[Account]())
 	for _, f := range fields {
 		p := child(base, f)
 		if !v.present(p) || oneOf(f, allowed) {

@@ -105,19 +105,29 @@ func (c *Config) Window(name string) *Window {
 	return nil
 }
 
-// walkHoliday checks a holidays value: a scalar code or {ics: PATH}.
-func (w *walker) walkHoliday(n *yaml.Node, path string) *yaml.Node {
+// walkHoliday checks a holidays value: a scalar code or {ics: PATH}. In
+// fast mode it fills v, a HolidaySource, as decoding would.
+func (w *walker) walkHoliday(n *yaml.Node, v reflect.Value) *yaml.Node {
 	const fix = "write holidays: KR (a built-in calendar such as KR, JP, CN, DE or DE-BY) or holidays: {ics: PATH}"
 	switch {
 	case n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Value != "":
-		return n
 	case n.Kind == yaml.MappingNode && len(n.Content) == 2 && n.Content[0].Value == "ics" &&
 		n.Content[1].Kind == yaml.ScalarNode && n.Content[1].Value != "":
-		w.nodes[child(path, "ics")] = pathNodes{n.Content[0], n.Content[1]}
-		return n
+		l := w.push("ics")
+		w.record(n.Content[0], n.Content[1])
+		w.pop(l)
+	default:
+		w.addHere(n, "expected a calendar code or {ics: PATH}, got %s; %s", describe(n), fix)
+		return nil
 	}
-	w.add(n, path, "expected a calendar code or {ics: PATH}, got %s; %s", describe(n), fix)
-	return nil
+	if !w.clean {
+		if err := v.Addr().Interface().(*HolidaySource).UnmarshalYAML(n); err != nil {
+			// Decode stops at an error here, or reports it: only the
+			// clean mode does as it does.
+			w.slow = true
+		}
+	}
+	return n
 }
 
 // UnmarshalYAML reads a code or {ics: PATH}; the walker checked the shape.
