@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -182,6 +183,25 @@ func TestSealedSize(t *testing.T) {
 		}
 		if int64(len(buf)) != want {
 			t.Errorf("from seq %d: sealedSize = %d, seal wrote %d bytes", start, want, len(buf))
+		}
+	}
+}
+
+// BenchmarkAppendBatchIntent is a fire's intent on 10 000 targets: one
+// batch, with a subscriber (the daemon's observe hub) as in the daemon.
+func BenchmarkAppendBatchIntent(b *testing.B) {
+	l := mustOpen(b, b.TempDir()+"/audit.jsonl")
+	l.Subscribe(func([]Record, error) {})
+	rs := make([]Record, 10000)
+	for i := range rs {
+		rs[i] = Record{Time: time.Now(), Event: EventRun, Job: "burst", RunID: "burst@2026-12-06T04:51:24Z",
+			Scheduled: time.Date(2026, 12, 6, 4, 51, 24, 0, time.UTC), Action: "dataforest.app.start", Account: "bench",
+			Target: "app-burst-" + strconv.Itoa(i), Detail: "intent; idempotent"}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.AppendBatch(rs); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -756,14 +756,17 @@ func (l *Log) commit(bodies [][]byte) error {
 	// batch (a fire's intent on 10 000 targets) does not need a buffer of
 	// its whole size; one fsync covers all of it.
 	buf := l.buf[:0]
+	var h [64]byte // the hash of the record sealed last
+	prev := []byte(hash)
 	for i, b := range bodies {
 		seq++
-		prev, logID := hash, ""
+		logID := ""
 		if seq == 1 {
 			logID = newLogID()
-			prev = Genesis(logID)
+			prev = []byte(Genesis(logID))
 		}
-		buf, hash = seal(buf, b, seq, prev, logID)
+		buf = sealInto(buf, b, seq, prev, logID, &h)
+		prev = h[:]
 		if len(buf) < writeChunk && i < len(bodies)-1 {
 			continue
 		}
@@ -781,6 +784,9 @@ func (l *Log) commit(bodies [][]byte) error {
 	}
 	if err := l.sync(l.f); err != nil {
 		return fmt.Errorf("audit: fsync %s: %w", l.path, err)
+	}
+	if len(bodies) > 0 {
+		hash = string(h[:])
 	}
 	l.seq, l.hash = seq, hash
 	return nil
