@@ -104,7 +104,10 @@ func randomRecord(rng *rand.Rand) Record {
 
 func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	recs := []Record{{}, fullRecord()}
+	far := time.FixedZone("", -(23*3600 + 59*60))
+	extreme := Record{Time: time.Unix(1<<62, 999999999).In(far), Scheduled: time.Unix(-1<<62, 1).In(far),
+		Attempt: -1 << 63, HTTPStatus: -1 << 63, DurationMS: -1 << 63, Seq: 1<<64 - 1}
+	recs := []Record{{}, fullRecord(), extreme}
 	for range 20000 {
 		recs = append(recs, randomRecord(rng))
 	}
@@ -120,7 +123,13 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		if got := r.appendJSON([]byte("prefix")); !bytes.Equal(got[len("prefix"):], want) {
 			t.Fatalf("appendJSON(%#v)\n got %s\nwant %s", r, got, want)
 		}
+		if n := r.maxSize(); len(want) > n {
+			t.Fatalf("maxSize = %d < %d bytes of %s", n, len(want), want)
+		}
 		var back Record
+		if r.Time.Year() > 9999 { // written, but not read back (RFC 3339 years have 4 digits)
+			continue
+		}
 		if err := json.Unmarshal(want, &back); err != nil {
 			t.Fatalf("%s: %v", want, err)
 		}
@@ -170,7 +179,14 @@ func TestSealedSize(t *testing.T) {
 		if start > 0 {
 			hash = strings.Repeat("a", 64)
 		}
-		want := sealedSize(bodies, seq, len(hash))
+		want := sealedSize(len(bodies), func(i int) []byte { return bodies[i] }, seq, len(hash))
+		var upper int
+		for _, b := range bodies {
+			upper += len(b)
+		}
+		if bound := int64(upper + len(bodies)*sealedMax + len(hash)); want > bound {
+			t.Errorf("from seq %d: sealedSize = %d, more than the bound %d", start, want, bound)
+		}
 		var buf []byte
 		for _, b := range bodies {
 			seq++

@@ -152,11 +152,11 @@ type Log struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when a flush ends
 	f        *os.File
-	pending  [][]byte // record bodies waiting for the next flush
-	spare    [][]byte // the other slice, reused between flushes
-	queued   uint64   // records handed to Append so far
-	durable  uint64   // records covered by a successful fsync
-	flushing bool     // a leader is writing outside mu
+	pending  [][]Record // batches of records waiting for the next flush, encoded by its leader
+	spare    [][]Record // the other slice, reused between flushes
+	queued   uint64     // records handed to Append so far
+	durable  uint64     // records covered by a successful fsync
+	flushing bool       // a leader is writing outside mu
 	closed   bool
 	err      error // the write or fsync error of the current outage; nil when writing
 	// The current outage: appends are refused until the retry loop has
@@ -637,23 +637,17 @@ func (l *Log) Subscribe(fn func(recs []Record, err error)) {
 // appendBatch is AppendBatch; out, if not nil, receives the records as
 // written (Time filled in).
 func (l *Log) appendBatch(rs []Record, out []Record) error {
-	// The bodies share one buffer, sized for the whole batch: a fire's
-	// intent on 10 000 targets is one allocation, not 10 000.
-	size := 0
-	for i := range rs {
-		size += rs[i].sizeHint() + len(l.node)
+	// The records wait in their own slice (out, which the subscribers get,
+	// where there is one) and the flush's leader encodes them as it seals
+	// them: a fire's intent on 10 000 targets needs no buffer of its
+	// encoded lines.
+	recs := out
+	if recs == nil {
+		recs = make([]Record, len(rs))
 	}
-	arena := make([]byte, 0, size)
-	bodies := make([][]byte, len(rs))
 	for i := range rs {
-		r := &rs[i]
-		if out != nil {
-			out[i] = *r
-			r = &out[i]
-		} else {
-			c := *r
-			r = &c
-		}
+		r := &recs[i]
+		*r = rs[i]
 		if r.Time.IsZero() {
 			r.Time = l.now()
 		}
@@ -661,9 +655,6 @@ func (l *Log) appendBatch(rs []Record, out []Record) error {
 			r.Node = l.node
 		}
 		r.LogID, r.Seq, r.Prev, r.Hash = "", 0, "", ""
-		start := len(arena)
-		arena = r.appendJSON(arena)
-		bodies[i] = arena[start:len(arena):len(arena)]
 	}
 
 	l.mu.Lock()
@@ -672,14 +663,14 @@ func (l *Log) appendBatch(rs []Record, out []Record) error {
 		return ErrClosed
 	}
 	if l.err != nil {
-		l.refuse(bodies)
+		l.refuseRecords(recs)
 		return l.err
 	}
-	if len(bodies) == 0 {
+	if len(recs) == 0 {
 		return nil
 	}
-	l.pending = append(l.pending, bodies...)
-	l.queued += uint64(len(bodies))
+	l.pending = append(l.pending, recs)
+	l.queued += uint64(len(recs))
 	mine := l.queued
 	for {
 		if mine <= l.refusedUpto && l.err != nil {
@@ -703,26 +694,30 @@ func (l *Log) appendBatch(rs []Record, out []Record) error {
 // pending line outside mu, while followers keep queueing for the next
 // batch. mu is held on entry and on return.
 func (l *Log) flushLocked() {
-	bodies, upto := l.pending, l.queued
+	batches, upto := l.pending, l.queued
 	l.pending, l.spare = l.spare[:0], nil
 	l.flushing = true
 	l.mu.Unlock()
 
-	err := l.commit(bodies)
+	err := l.commitRecords(batches)
 
 	l.mu.Lock()
 	l.flushing = false
 	if err != nil {
 		// Every record queued so far is refused: the batch that failed and
 		// those waiting for the next one. Their callers get err.
-		l.refuse(bodies)
-		l.refuse(l.pending)
+		for _, b := range batches {
+			l.refuseRecords(b)
+		}
+		for _, b := range l.pending {
+			l.refuseRecords(b)
+		}
 		clear(l.pending)
 		l.pending = l.pending[:0]
 		l.refusedUpto, l.durable = l.queued, l.queued
 	}
-	clear(bodies)
-	l.spare = bodies[:0]
+	clear(batches)
+	l.spare = batches[:0]
 	if err != nil {
 		l.writeErrors++
 		if l.err == nil {
@@ -737,16 +732,55 @@ func (l *Log) flushLocked() {
 	l.cond.Broadcast()
 }
 
-// commit chains, writes and fsyncs one batch under the file lock. Only the
-// leader calls it.
+// commit chains, writes and fsyncs one batch of record bodies under the
+// file lock. Only the leader calls it.
 func (l *Log) commit(bodies [][]byte) error {
+	upper := 0
+	for _, b := range bodies {
+		upper += len(b)
+	}
+	return l.commitFunc(len(bodies), upper, func(i int) []byte { return bodies[i] })
+}
+
+// commitRecords is commit of the records of batches, each encoded as it is
+// sealed.
+func (l *Log) commitRecords(batches [][]Record) error {
+	n, upper := 0, 0
+	for _, b := range batches {
+		n += len(b)
+		for i := range b {
+			upper += b[i].maxSize()
+		}
+	}
+	var scratch []byte
+	bi, ri := 0, 0 // the next record: batches[bi][ri]
+	return l.commitFunc(n, upper, func(i int) []byte {
+		if i == 0 {
+			bi, ri = 0, 0
+		}
+		for ri >= len(batches[bi]) {
+			bi, ri = bi+1, 0
+		}
+		scratch = batches[bi][ri].appendJSON(scratch[:0])
+		ri++
+		return scratch
+	})
+}
+
+// commitFunc chains, writes and fsyncs n records under the file lock;
+// body(i) returns the body of record i (valid until the next call), for i
+// from 0 to n-1, in order, once or twice: a second pass measures the batch
+// when upper, a bound of the bodies' total length, does not show that it
+// fits before rotation. Only the leader calls it.
+func (l *Log) commitFunc(n, upper int, body func(i int) []byte) error {
 	if l.lock != nil {
 		if err := l.refresh(); err != nil {
 			return err
 		}
 	}
 	seq, hash := l.seq, l.hash
-	if l.lock != nil && l.maxBytes > 0 && l.size > 0 && l.size+sealedSize(bodies, seq, len(hash)) > l.maxBytes {
+	if l.lock != nil && l.maxBytes > 0 && l.size > 0 &&
+		l.size+int64(upper+n*sealedMax+len(hash)) > l.maxBytes && l.size+sealedSize(n, body, seq, len(hash)) > l.maxBytes {
 		if err := l.rotate(); err != nil {
 			return err
 		}
@@ -758,20 +792,20 @@ func (l *Log) commit(bodies [][]byte) error {
 	buf := l.buf[:0]
 	var h [64]byte // the hash of the record sealed last
 	prev := []byte(hash)
-	for i, b := range bodies {
+	for i := range n {
 		seq++
 		logID := ""
 		if seq == 1 {
 			logID = newLogID()
 			prev = []byte(Genesis(logID))
 		}
-		buf = sealInto(buf, b, seq, prev, logID, &h)
+		buf = sealInto(buf, body(i), seq, prev, logID, &h)
 		prev = h[:]
-		if len(buf) < writeChunk && i < len(bodies)-1 {
+		if len(buf) < writeChunk && i < n-1 {
 			continue
 		}
-		n, err := l.write(l.f, buf)
-		l.size += int64(n)
+		w, err := l.write(l.f, buf)
+		l.size += int64(w)
 		if err != nil {
 			return fmt.Errorf("audit: write %s: %w", l.path, err)
 		}
@@ -785,7 +819,7 @@ func (l *Log) commit(bodies [][]byte) error {
 	if err := l.sync(l.f); err != nil {
 		return fmt.Errorf("audit: fsync %s: %w", l.path, err)
 	}
-	if len(bodies) > 0 {
+	if n > 0 {
 		hash = string(h[:])
 	}
 	l.seq, l.hash = seq, hash
@@ -796,20 +830,23 @@ func (l *Log) commit(bodies [][]byte) error {
 // once.
 const writeChunk = 256 << 10
 
-// sealedSize returns how many bytes seal makes of bodies, the first after
-// the record seq whose hash has prevLen bytes.
-func sealedSize(bodies [][]byte, seq uint64, prevLen int) int64 {
+// sealedMax bounds what seal adds to a body: log_id, seq, prev and hash.
+const sealedMax = 256
+
+// sealedSize returns how many bytes seal makes of the n bodies body
+// returns, the first after the record seq whose hash has prevLen bytes.
+func sealedSize(n int, body func(i int) []byte, seq uint64, prevLen int) int64 {
 	const fixed = len(`,"seq":`) + len(`,"prev":""`) + hashSuffixLen + 1 - 1 // the body's '}' is rewritten
-	var n int64
-	for _, b := range bodies {
+	var size int64
+	for i := range n {
 		seq++
-		n += int64(len(b) + fixed + digits(seq) + prevLen)
+		size += int64(len(body(i)) + fixed + digits(seq) + prevLen)
 		if seq == 1 {
-			n += int64(len(`,"log_id":""`) + 32 - prevLen + 64) // log_id; prev is the genesis hash
+			size += int64(len(`,"log_id":""`) + 32 - prevLen + 64) // log_id; prev is the genesis hash
 		}
 		prevLen = 64
 	}
-	return n
+	return size
 }
 
 // digits returns the number of decimal digits of n.
@@ -1064,6 +1101,15 @@ func (l *Log) Health() Health {
 		h.Since, h.Err, h.Failures, h.Refused = l.failSince, l.err.Error(), l.failures, l.refusedN
 	}
 	return h
+}
+
+// refuseRecords is refuse of records not encoded yet. mu is held.
+func (l *Log) refuseRecords(recs []Record) {
+	bodies := make([][]byte, len(recs))
+	for i := range recs {
+		bodies[i] = recs[i].appendJSON(nil)
+	}
+	l.refuse(bodies)
 }
 
 // refuse keeps the bodies of records refused during an outage, to write

@@ -145,6 +145,12 @@ func (r *Record) sizeHint() int {
 		len(r.Detail) + len(r.Node) + len(r.LogID) + len(r.Prev) + len(r.Hash)
 }
 
+// maxSize bounds the length of r's JSON: encoding/json writes at most 6
+// bytes (\u00XX, \ufffd) for each byte of a string.
+func (r *Record) maxSize() int {
+	return 512 + 6*(r.sizeHint()-300)
+}
+
 // appendJSON appends r as one JSON object, exactly as encoding/json
 // writes the wire struct (member order, omitempty, escaping), without
 // reflection: the audit log encodes every record of every fire with it.
