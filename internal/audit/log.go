@@ -152,11 +152,12 @@ type Log struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when a flush ends
 	f        *os.File
-	pending  [][]Record // batches of records waiting for the next flush, encoded by its leader
-	spare    [][]Record // the other slice, reused between flushes
-	queued   uint64     // records handed to Append so far
-	durable  uint64     // records covered by a successful fsync
-	flushing bool       // a leader is writing outside mu
+	fid      os.FileInfo // of f, as refresh last saw it; nil when f changed since
+	pending  [][]Record  // batches of records waiting for the next flush, encoded by its leader
+	spare    [][]Record  // the other slice, reused between flushes
+	queued   uint64      // records handed to Append so far
+	durable  uint64      // records covered by a successful fsync
+	flushing bool        // a leader is writing outside mu
 	closed   bool
 	err      error // the write or fsync error of the current outage; nil when writing
 	// The current outage: appends are refused until the retry loop has
@@ -226,7 +227,7 @@ func OpenWith(path string, opts Options) (*Log, error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit: open: %w", err)
 		}
-		l.f, l.maxBytes = f, -1
+		l.f, l.fid, l.maxBytes = f, nil, -1
 		return l, nil
 	}
 	lock, err := lockLog(path)
@@ -341,7 +342,7 @@ func (l *Log) scanLive(opts Options) (liveScan, error) {
 	if err != nil {
 		return sc, err
 	}
-	l.f = f
+	l.f, l.fid = f, nil
 	nums, err := rotatedNums(l.path)
 	if err != nil {
 		return sc, err
@@ -862,6 +863,14 @@ func digits(n uint64) int {
 // last wrote, and follows the live file when it was moved away (rotated by
 // another process, or by logrotate). The caller holds the file lock.
 func (l *Log) refresh() error {
+	// The common case in one stat(2): the path still names the file
+	// being written, whose size is then the one to catch up to.
+	if l.fid != nil {
+		pi, err := os.Stat(l.path)
+		if err == nil && os.SameFile(l.fid, pi) {
+			return l.catchUp(l.f, l.size, pi.Size())
+		}
+	}
 	fi, err := l.f.Stat()
 	if err != nil {
 		return fmt.Errorf("audit: stat %s: %w", l.path, err)
@@ -871,6 +880,7 @@ func (l *Log) refresh() error {
 	}
 	pi, err := os.Stat(l.path)
 	if err == nil && os.SameFile(fi, pi) {
+		l.fid = fi
 		return nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -890,7 +900,7 @@ func (l *Log) refresh() error {
 		return err
 	}
 	old := l.f
-	l.f = nf
+	l.f, l.fid = nf, nfi
 	old.Close()
 	return nil
 }
@@ -951,7 +961,7 @@ func (l *Log) rotate() error {
 		return err
 	}
 	old := l.f
-	l.f, l.size = nf, 0
+	l.f, l.fid, l.size = nf, nil, 0
 	old.Close()
 	if l.keep > 0 && len(nums)+1 > l.keep {
 		// Best effort: a file that could not be removed is kept, which
@@ -996,7 +1006,7 @@ func (l *Log) Reopen() error {
 			return fmt.Errorf("audit: reopen: %w", err)
 		}
 		old := l.f
-		l.f = f
+		l.f, l.fid = f, nil
 		return old.Close()
 	}
 	if err := l.refresh(); err != nil {
