@@ -7,8 +7,9 @@
 // fsynced, so the daemon acts only on durable records; it never drops a
 // record. Concurrent Appends are safe and their lines never interleave. When
 // several goroutines append at once their lines are group-committed: one
-// write and one fsync cover the whole batch, and each caller returns after
-// the fsync that covers its record.
+// write (one per 256 KiB of lines) and one fsync cover the whole batch, and
+// each caller returns after the fsync that covers its record. The batch's
+// leader encodes the records as it writes them.
 //
 // A failed write or fsync (a full disk) is returned to every caller whose
 // record it covered, and to every later Append while the outage lasts: the
@@ -596,7 +597,7 @@ func (l *Log) Append(r Record) error {
 // AppendBatch writes rs as consecutive lines, in order, and returns after
 // all of them are on disk. The lines go out
 // in one group commit (with whatever other callers queued meanwhile): one
-// write and one fsync, so a caller that has several facts to record at
+// write per 256 KiB and one fsync, so a caller that has several facts to record at
 // once (a fire's intent on every target, missed fires with the catch-up
 // fire that supersedes them) pays for one durable step. No other caller's
 // line comes between them. An empty rs writes nothing.
