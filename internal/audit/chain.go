@@ -61,6 +61,14 @@ func newLogID() string {
 // hex SHA-256 of those exact bytes. The written line is the unsealed line
 // with `,"hash":"HEX"` inserted before the closing brace.
 func seal(dst, body []byte, seq uint64, prev, logID string) ([]byte, string) {
+	var h [64]byte
+	dst = sealInto(dst, body, seq, []byte(prev), logID, &h)
+	return dst, string(h[:])
+}
+
+// sealInto is seal writing the line's hash into h, without allocating:
+// the audit log seals every record with it. prev may be h itself.
+func sealInto(dst, body []byte, seq uint64, prev []byte, logID string, h *[64]byte) []byte {
 	start := len(dst)
 	dst = append(dst, body[:len(body)-1]...)
 	if logID != "" {
@@ -74,12 +82,12 @@ func seal(dst, body []byte, seq uint64, prev, logID string) ([]byte, string) {
 	dst = append(dst, prev...)
 	dst = append(dst, `"}`...)
 	sum := sha256.Sum256(dst[start:])
-	h := hex.EncodeToString(sum[:])
+	hex.Encode(h[:], sum[:])
 	dst = dst[:len(dst)-1]
 	dst = append(dst, hashKey...)
-	dst = append(dst, h...)
+	dst = append(dst, h[:]...)
 	dst = append(dst, "\"}\n"...)
-	return dst, h
+	return dst
 }
 
 // unseal undoes seal on line (without its newline): it returns the hash

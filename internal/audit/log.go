@@ -7,8 +7,9 @@
 // fsynced, so the daemon acts only on durable records; it never drops a
 // record. Concurrent Appends are safe and their lines never interleave. When
 // several goroutines append at once their lines are group-committed: one
-// write and one fsync cover the whole batch, and each caller returns after
-// the fsync that covers its record.
+// write (one per 256 KiB of lines) and one fsync cover the whole batch, and
+// each caller returns after the fsync that covers its record. The batch's
+// leader encodes the records as it writes them.
 //
 // A failed write or fsync (a full disk) is returned to every caller whose
 // record it covered, and to every later Append while the outage lasts: the
@@ -152,11 +153,12 @@ type Log struct {
 	mu       sync.Mutex
 	cond     *sync.Cond // signalled when a flush ends
 	f        *os.File
-	pending  [][]byte // record bodies waiting for the next flush
-	spare    [][]byte // the other slice, reused between flushes
-	queued   uint64   // records handed to Append so far
-	durable  uint64   // records covered by a successful fsync
-	flushing bool     // a leader is writing outside mu
+	fid      os.FileInfo // of f, as refresh last saw it; nil when f changed since
+	pending  [][]Record  // batches of records waiting for the next flush, encoded by its leader
+	spare    [][]Record  // the other slice, reused between flushes
+	queued   uint64      // records handed to Append so far
+	durable  uint64      // records covered by a successful fsync
+	flushing bool        // a leader is writing outside mu
 	closed   bool
 	err      error // the write or fsync error of the current outage; nil when writing
 	// The current outage: appends are refused until the retry loop has
@@ -226,7 +228,7 @@ func OpenWith(path string, opts Options) (*Log, error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit: open: %w", err)
 		}
-		l.f, l.maxBytes = f, -1
+		l.f, l.fid, l.maxBytes = f, nil, -1
 		return l, nil
 	}
 	lock, err := lockLog(path)
@@ -341,7 +343,7 @@ func (l *Log) scanLive(opts Options) (liveScan, error) {
 	if err != nil {
 		return sc, err
 	}
-	l.f = f
+	l.f, l.fid = f, nil
 	nums, err := rotatedNums(l.path)
 	if err != nil {
 		return sc, err
@@ -595,7 +597,7 @@ func (l *Log) Append(r Record) error {
 // AppendBatch writes rs as consecutive lines, in order, and returns after
 // all of them are on disk. The lines go out
 // in one group commit (with whatever other callers queued meanwhile): one
-// write and one fsync, so a caller that has several facts to record at
+// write per 256 KiB and one fsync, so a caller that has several facts to record at
 // once (a fire's intent on every target, missed fires with the catch-up
 // fire that supersedes them) pays for one durable step. No other caller's
 // line comes between them. An empty rs writes nothing.
@@ -637,8 +639,17 @@ func (l *Log) Subscribe(fn func(recs []Record, err error)) {
 // appendBatch is AppendBatch; out, if not nil, receives the records as
 // written (Time filled in).
 func (l *Log) appendBatch(rs []Record, out []Record) error {
-	bodies := make([][]byte, len(rs))
-	for i, r := range rs {
+	// The records wait in their own slice (out, which the subscribers get,
+	// where there is one) and the flush's leader encodes them as it seals
+	// them: a fire's intent on 10 000 targets needs no buffer of its
+	// encoded lines.
+	recs := out
+	if recs == nil {
+		recs = make([]Record, len(rs))
+	}
+	for i := range rs {
+		r := &recs[i]
+		*r = rs[i]
 		if r.Time.IsZero() {
 			r.Time = l.now()
 		}
@@ -646,14 +657,6 @@ func (l *Log) appendBatch(rs []Record, out []Record) error {
 			r.Node = l.node
 		}
 		r.LogID, r.Seq, r.Prev, r.Hash = "", 0, "", ""
-		if out != nil {
-			out[i] = r
-		}
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("audit: encode record: %w", err)
-		}
-		bodies[i] = b
 	}
 
 	l.mu.Lock()
@@ -662,14 +665,14 @@ func (l *Log) appendBatch(rs []Record, out []Record) error {
 		return ErrClosed
 	}
 	if l.err != nil {
-		l.refuse(bodies)
+		l.refuseRecords(recs)
 		return l.err
 	}
-	if len(bodies) == 0 {
+	if len(recs) == 0 {
 		return nil
 	}
-	l.pending = append(l.pending, bodies...)
-	l.queued += uint64(len(bodies))
+	l.pending = append(l.pending, recs)
+	l.queued += uint64(len(recs))
 	mine := l.queued
 	for {
 		if mine <= l.refusedUpto && l.err != nil {
@@ -693,26 +696,30 @@ func (l *Log) appendBatch(rs []Record, out []Record) error {
 // pending line outside mu, while followers keep queueing for the next
 // batch. mu is held on entry and on return.
 func (l *Log) flushLocked() {
-	bodies, upto := l.pending, l.queued
+	batches, upto := l.pending, l.queued
 	l.pending, l.spare = l.spare[:0], nil
 	l.flushing = true
 	l.mu.Unlock()
 
-	err := l.commit(bodies)
+	err := l.commitRecords(batches)
 
 	l.mu.Lock()
 	l.flushing = false
 	if err != nil {
 		// Every record queued so far is refused: the batch that failed and
 		// those waiting for the next one. Their callers get err.
-		l.refuse(bodies)
-		l.refuse(l.pending)
+		for _, b := range batches {
+			l.refuseRecords(b)
+		}
+		for _, b := range l.pending {
+			l.refuseRecords(b)
+		}
 		clear(l.pending)
 		l.pending = l.pending[:0]
 		l.refusedUpto, l.durable = l.queued, l.queued
 	}
-	clear(bodies)
-	l.spare = bodies[:0]
+	clear(batches)
+	l.spare = batches[:0]
 	if err != nil {
 		l.writeErrors++
 		if l.err == nil {
@@ -727,48 +734,144 @@ func (l *Log) flushLocked() {
 	l.cond.Broadcast()
 }
 
-// commit chains, writes and fsyncs one batch under the file lock. Only the
-// leader calls it.
+// commit chains, writes and fsyncs one batch of record bodies under the
+// file lock. Only the leader calls it.
 func (l *Log) commit(bodies [][]byte) error {
+	upper := 0
+	for _, b := range bodies {
+		upper += len(b)
+	}
+	return l.commitFunc(len(bodies), upper, func(i int) []byte { return bodies[i] })
+}
+
+// commitRecords is commit of the records of batches, each encoded as it is
+// sealed.
+func (l *Log) commitRecords(batches [][]Record) error {
+	n, upper := 0, 0
+	for _, b := range batches {
+		n += len(b)
+		for i := range b {
+			upper += b[i].maxSize()
+		}
+	}
+	var scratch []byte
+	bi, ri := 0, 0 // the next record: batches[bi][ri]
+	return l.commitFunc(n, upper, func(i int) []byte {
+		if i == 0 {
+			bi, ri = 0, 0
+		}
+		for ri >= len(batches[bi]) {
+			bi, ri = bi+1, 0
+		}
+		scratch = batches[bi][ri].appendJSON(scratch[:0])
+		ri++
+		return scratch
+	})
+}
+
+// commitFunc chains, writes and fsyncs n records under the file lock;
+// body(i) returns the body of record i (valid until the next call), for i
+// from 0 to n-1, in order, once or twice: a second pass measures the batch
+// when upper, a bound of the bodies' total length, does not show that it
+// fits before rotation. Only the leader calls it.
+func (l *Log) commitFunc(n, upper int, body func(i int) []byte) error {
 	if l.lock != nil {
 		if err := l.refresh(); err != nil {
 			return err
 		}
 	}
-	buf := l.buf[:0]
 	seq, hash := l.seq, l.hash
-	for _, b := range bodies {
-		seq++
-		prev, logID := hash, ""
-		if seq == 1 {
-			logID = newLogID()
-			prev = Genesis(logID)
-		}
-		buf, hash = seal(buf, b, seq, prev, logID)
-	}
-	l.buf = buf
-	if l.lock != nil && l.maxBytes > 0 && l.size > 0 && l.size+int64(len(buf)) > l.maxBytes {
+	if l.lock != nil && l.maxBytes > 0 && l.size > 0 &&
+		l.size+int64(upper+n*sealedMax+len(hash)) > l.maxBytes && l.size+sealedSize(n, body, seq, len(hash)) > l.maxBytes {
 		if err := l.rotate(); err != nil {
 			return err
 		}
 	}
 	l.goodSize = l.size
-	n, err := l.write(l.f, buf)
-	l.size += int64(n)
-	if err != nil {
-		return fmt.Errorf("audit: write %s: %w", l.path, err)
+	// The batch is sealed and written a chunk at a time, so that a big
+	// batch (a fire's intent on 10 000 targets) does not need a buffer of
+	// its whole size; one fsync covers all of it.
+	buf := l.buf[:0]
+	var h [64]byte // the hash of the record sealed last
+	prev := []byte(hash)
+	for i := range n {
+		seq++
+		logID := ""
+		if seq == 1 {
+			logID = newLogID()
+			prev = []byte(Genesis(logID))
+		}
+		buf = sealInto(buf, body(i), seq, prev, logID, &h)
+		prev = h[:]
+		if len(buf) < writeChunk && i < n-1 {
+			continue
+		}
+		w, err := l.write(l.f, buf)
+		l.size += int64(w)
+		if err != nil {
+			return fmt.Errorf("audit: write %s: %w", l.path, err)
+		}
+		buf = buf[:0]
+	}
+	if cap(buf) <= 2*writeChunk {
+		l.buf = buf
+	} else {
+		l.buf = nil
 	}
 	if err := l.sync(l.f); err != nil {
 		return fmt.Errorf("audit: fsync %s: %w", l.path, err)
 	}
+	if n > 0 {
+		hash = string(h[:])
+	}
 	l.seq, l.hash = seq, hash
 	return nil
+}
+
+// writeChunk is about how many bytes of sealed lines commit writes at
+// once.
+const writeChunk = 256 << 10
+
+// sealedMax bounds what seal adds to a body: log_id, seq, prev and hash.
+const sealedMax = 256
+
+// sealedSize returns how many bytes seal makes of the n bodies body
+// returns, the first after the record seq whose hash has prevLen bytes.
+func sealedSize(n int, body func(i int) []byte, seq uint64, prevLen int) int64 {
+	const fixed = len(`,"seq":`) + len(`,"prev":""`) + hashSuffixLen + 1 - 1 // the body's '}' is rewritten
+	var size int64
+	for i := range n {
+		seq++
+		size += int64(len(body(i)) + fixed + digits(seq) + prevLen)
+		if seq == 1 {
+			size += int64(len(`,"log_id":""`) + 32 - prevLen + 64) // log_id; prev is the genesis hash
+		}
+		prevLen = 64
+	}
+	return size
+}
+
+// digits returns the number of decimal digits of n.
+func digits(n uint64) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
 }
 
 // refresh catches up with lines other processes appended since this Log
 // last wrote, and follows the live file when it was moved away (rotated by
 // another process, or by logrotate). The caller holds the file lock.
 func (l *Log) refresh() error {
+	// The common case in one stat(2): the path still names the file
+	// being written, whose size is then the one to catch up to.
+	if l.fid != nil {
+		pi, err := os.Stat(l.path)
+		if err == nil && os.SameFile(l.fid, pi) {
+			return l.catchUp(l.f, l.size, pi.Size())
+		}
+	}
 	fi, err := l.f.Stat()
 	if err != nil {
 		return fmt.Errorf("audit: stat %s: %w", l.path, err)
@@ -778,6 +881,7 @@ func (l *Log) refresh() error {
 	}
 	pi, err := os.Stat(l.path)
 	if err == nil && os.SameFile(fi, pi) {
+		l.fid = fi
 		return nil
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -797,7 +901,7 @@ func (l *Log) refresh() error {
 		return err
 	}
 	old := l.f
-	l.f = nf
+	l.f, l.fid = nf, nfi
 	old.Close()
 	return nil
 }
@@ -858,7 +962,7 @@ func (l *Log) rotate() error {
 		return err
 	}
 	old := l.f
-	l.f, l.size = nf, 0
+	l.f, l.fid, l.size = nf, nil, 0
 	old.Close()
 	if l.keep > 0 && len(nums)+1 > l.keep {
 		// Best effort: a file that could not be removed is kept, which
@@ -903,7 +1007,7 @@ func (l *Log) Reopen() error {
 			return fmt.Errorf("audit: reopen: %w", err)
 		}
 		old := l.f
-		l.f = f
+		l.f, l.fid = f, nil
 		return old.Close()
 	}
 	if err := l.refresh(); err != nil {
@@ -1008,6 +1112,15 @@ func (l *Log) Health() Health {
 		h.Since, h.Err, h.Failures, h.Refused = l.failSince, l.err.Error(), l.failures, l.refusedN
 	}
 	return h
+}
+
+// refuseRecords is refuse of records not encoded yet. mu is held.
+func (l *Log) refuseRecords(recs []Record) {
+	bodies := make([][]byte, len(recs))
+	for i := range recs {
+		bodies[i] = recs[i].appendJSON(nil)
+	}
+	l.refuse(bodies)
 }
 
 // refuse keeps the bodies of records refused during an outage, to write

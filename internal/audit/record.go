@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -120,13 +121,6 @@ type wire struct {
 	Hash       string `json:"hash,omitempty"`
 }
 
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.Format(time.RFC3339Nano)
-}
-
 func parseTime(field, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
@@ -140,29 +134,109 @@ func parseTime(field, s string) (time.Time, error) {
 
 // MarshalJSON writes every contract field, time in UTC.
 func (r Record) MarshalJSON() ([]byte, error) {
-	return json.Marshal(wire{
-		Time:       formatTime(r.Time.UTC()),
-		Event:      r.Event,
-		Job:        r.Job,
-		RunID:      r.RunID,
-		Scheduled:  formatTime(r.Scheduled),
-		Action:     r.Action,
-		Account:    r.Account,
-		Target:     r.Target,
-		Attempt:    r.Attempt,
-		Outcome:    r.Outcome,
-		HTTPStatus: r.HTTPStatus,
-		VendorCode: r.VendorCode,
-		RequestID:  r.RequestID,
-		Error:      r.Error,
-		DurationMS: r.DurationMS,
-		Detail:     r.Detail,
-		Node:       r.Node,
-		LogID:      r.LogID,
-		Seq:        r.Seq,
-		Prev:       r.Prev,
-		Hash:       r.Hash,
-	})
+	return r.appendJSON(make([]byte, 0, r.sizeHint())), nil
+}
+
+// sizeHint is about the length of r's JSON without escapes: the fixed
+// part (member names, punctuation, times, numbers) plus the strings.
+func (r *Record) sizeHint() int {
+	return 300 + len(r.Event) + len(r.Job) + len(r.RunID) + len(r.Action) + len(r.Account) +
+		len(r.Target) + len(r.Outcome) + len(r.VendorCode) + len(r.RequestID) + len(r.Error) +
+		len(r.Detail) + len(r.Node) + len(r.LogID) + len(r.Prev) + len(r.Hash)
+}
+
+// maxSize bounds the length of r's JSON: encoding/json writes at most 6
+// bytes (\u00XX, \ufffd) for each byte of a string.
+func (r *Record) maxSize() int {
+	return 512 + 6*(r.sizeHint()-300)
+}
+
+// appendJSON appends r as one JSON object, exactly as encoding/json
+// writes the wire struct (member order, omitempty, escaping), without
+// reflection: the audit log encodes every record of every fire with it.
+func (r *Record) appendJSON(dst []byte) []byte {
+	dst = append(dst, `{"time":`...)
+	dst = appendTime(dst, r.Time.UTC())
+	dst = append(dst, `,"event":`...)
+	dst = appendString(dst, r.Event)
+	dst = append(dst, `,"job":`...)
+	dst = appendString(dst, r.Job)
+	dst = append(dst, `,"run_id":`...)
+	dst = appendString(dst, r.RunID)
+	dst = append(dst, `,"scheduled":`...)
+	dst = appendTime(dst, r.Scheduled)
+	dst = append(dst, `,"action":`...)
+	dst = appendString(dst, r.Action)
+	dst = append(dst, `,"account":`...)
+	dst = appendString(dst, r.Account)
+	dst = append(dst, `,"target":`...)
+	dst = appendString(dst, r.Target)
+	dst = append(dst, `,"attempt":`...)
+	dst = strconv.AppendInt(dst, int64(r.Attempt), 10)
+	dst = append(dst, `,"outcome":`...)
+	dst = appendString(dst, r.Outcome)
+	dst = append(dst, `,"http_status":`...)
+	dst = strconv.AppendInt(dst, int64(r.HTTPStatus), 10)
+	dst = append(dst, `,"vendor_code":`...)
+	dst = appendString(dst, r.VendorCode)
+	dst = append(dst, `,"request_id":`...)
+	dst = appendString(dst, r.RequestID)
+	dst = append(dst, `,"error":`...)
+	dst = appendString(dst, r.Error)
+	dst = append(dst, `,"duration_ms":`...)
+	dst = strconv.AppendInt(dst, r.DurationMS, 10)
+	if r.Detail != "" {
+		dst = append(dst, `,"detail":`...)
+		dst = appendString(dst, r.Detail)
+	}
+	if r.Node != "" {
+		dst = append(dst, `,"node":`...)
+		dst = appendString(dst, r.Node)
+	}
+	if r.LogID != "" {
+		dst = append(dst, `,"log_id":`...)
+		dst = appendString(dst, r.LogID)
+	}
+	if r.Seq != 0 {
+		dst = append(dst, `,"seq":`...)
+		dst = strconv.AppendUint(dst, r.Seq, 10)
+	}
+	if r.Prev != "" {
+		dst = append(dst, `,"prev":`...)
+		dst = appendString(dst, r.Prev)
+	}
+	if r.Hash != "" {
+		dst = append(dst, `,"hash":`...)
+		dst = appendString(dst, r.Hash)
+	}
+	return append(dst, '}')
+}
+
+// appendTime appends t as a JSON string, RFC 3339 with nanoseconds, or ""
+// for the zero time: RFC 3339 text has nothing to escape.
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	if !t.IsZero() {
+		dst = t.AppendFormat(dst, time.RFC3339Nano)
+	}
+	return append(dst, '"')
+}
+
+// appendString appends s as a JSON string the way encoding/json does.
+// Printable ASCII other than the characters it escapes (quote, backslash
+// and, for HTML, < > &) is copied as is; any other string is left to
+// encoding/json (control characters, non-ASCII text, invalid UTF-8 and
+// U+2028/U+2029 have rules of their own).
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always encodes
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // UnmarshalJSON reads a record written by MarshalJSON.

@@ -45,13 +45,17 @@ func (a *account) close() {
 
 // newHTTPClient returns the one http.Client an account's calls share, its
 // transport wrapped by lim. There is no client-wide timeout: each attempt
-// carries the job's timeout in its context.
+// carries the job's timeout in its context. Each of the account's hosts
+// keeps as many idle connections as the account has calls in flight, with
+// no cap across hosts (an account has a few endpoints): a burst at full
+// concurrency reuses its connections rather than closing and re-dialing
+// those past a global cap.
 func newHTTPClient(concurrency int, lim *ratelimit.Limiter) *http.Client {
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
+		MaxIdleConns:          0, // no limit; per host below
 		MaxIdleConnsPerHost:   concurrency,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,

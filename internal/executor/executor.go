@@ -157,7 +157,7 @@ type Executor struct {
 	mu       sync.Mutex
 	queues   map[string]*queue    // per account
 	jobs     map[string]*jobState // per job name, while a fire runs or waits
-	inflight map[string]int       // "job target" -> targets in progress
+	inflight map[jobTarget]int    // targets in progress
 	active   int                  // Fire calls in progress
 	idle     chan struct{}        // closed when active drops to 0
 }
@@ -188,7 +188,7 @@ func New(opts Options) *Executor {
 		limiter:     opts.Limiter,
 		queues:      map[string]*queue{},
 		jobs:        map[string]*jobState{},
-		inflight:    map[string]int{},
+		inflight:    map[jobTarget]int{},
 	}
 }
 
@@ -585,7 +585,10 @@ func (e *Executor) appendAll(rs []audit.Record) error {
 	return nil
 }
 
-func (e *Executor) track(key string, delta int) {
+// jobTarget names a target of a job, for Running.
+type jobTarget struct{ job, target string }
+
+func (e *Executor) track(key jobTarget, delta int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.inflight[key] += delta; e.inflight[key] <= 0 {
@@ -616,7 +619,7 @@ func (e *Executor) Running() []string {
 	defer e.mu.Unlock()
 	out := make([]string, 0, len(e.inflight))
 	for k := range e.inflight {
-		out = append(out, k)
+		out = append(out, k.job+" "+k.target)
 	}
 	slices.Sort(out)
 	return out

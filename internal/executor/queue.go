@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -34,6 +35,18 @@ type queue struct {
 	pos   int                // ring index served next
 
 	token chan struct{} // held by the one target waiting for a token
+
+	// describe's last text and what it was made of (q.mu): nearly every
+	// attempt of a burst says what it queued for, and it rarely changes.
+	desc    string
+	descFor descKey
+}
+
+// descKey is what an account's description says.
+type descKey struct {
+	limit     int
+	perSecond float64
+	throttled int
 }
 
 // waiter is a started target waiting for a slot.
@@ -279,17 +292,28 @@ func (q *queue) describe() string {
 	q.mu.Lock()
 	limit, lim := q.limit, q.lim
 	q.mu.Unlock()
-	rate := "no rate limit"
+	k := descKey{limit: limit, perSecond: math.Inf(1)}
 	if lim != nil {
 		st := lim.Stats()
-		if st.PerSecond < 1e308 {
-			rate = "rate " + strconv.FormatFloat(st.PerSecond, 'g', 4, 64) + "/s"
-		}
-		if st.Throttled > 0 {
-			rate += fmt.Sprintf(", %d HTTP 429 so far", st.Throttled)
-		}
+		k.perSecond, k.throttled = st.PerSecond, st.Throttled
 	}
-	return fmt.Sprintf("account %s (concurrency %d, %s)", q.account, limit, rate)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.desc == "" || q.descFor != k {
+		q.desc, q.descFor = k.describe(q.account), k
+	}
+	return q.desc
+}
+
+func (k descKey) describe(account string) string {
+	rate := "no rate limit"
+	if k.perSecond < 1e308 {
+		rate = "rate " + strconv.FormatFloat(k.perSecond, 'g', 4, 64) + "/s"
+	}
+	if k.throttled > 0 {
+		rate += fmt.Sprintf(", %d HTTP 429 so far", k.throttled)
+	}
+	return fmt.Sprintf("account %s (concurrency %d, %s)", account, k.limit, rate)
 }
 
 // errHalted ends a wait when the fire stopped after an audit failure.

@@ -64,7 +64,7 @@ type target struct {
 	e   *Executor
 	f   *fire
 	j   *Job
-	key string // for Executor.Running
+	key jobTarget // for Executor.Running
 	out TargetOutcome
 
 	// slotHeld: the slot the queue started the target with is not used
@@ -85,10 +85,10 @@ type target struct {
 	beforeErr               error
 }
 
-func (e *Executor) startTarget(f *fire, i int) *target {
+func (e *Executor) startTarget(f *fire, i int) target {
 	name := f.j.Targets[i]
-	t := &target{
-		e: e, f: f, j: f.j, key: f.j.Name + " " + name,
+	t := target{
+		e: e, f: f, j: f.j, key: jobTarget{f.j.Name, name},
 		out:      TargetOutcome{Target: name, Outcome: audit.OutcomeFailure},
 		slotHeld: true,
 	}

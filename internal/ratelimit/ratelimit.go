@@ -171,7 +171,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.l.Observe(resp.StatusCode, vendors.ParseRetryAfter(resp.Header, t.l.opts.Now()))
+	var retryAfter time.Duration // Observe reads it on a 429 only
+	if resp.StatusCode == http.StatusTooManyRequests {
+		retryAfter = vendors.ParseRetryAfter(resp.Header, t.l.opts.Now())
+	}
+	t.l.Observe(resp.StatusCode, retryAfter)
 	return resp, nil
 }
 

@@ -70,6 +70,7 @@ type Client struct {
 	cdssPrefix           string
 	hc                   *http.Client
 	now                  func() time.Time
+	signer               *signer
 }
 
 // New checks cfg and returns a Client.
@@ -114,6 +115,7 @@ func New(cfg Config) (*Client, error) {
 		cdssPrefix:    prefix,
 		hc:            &noRedirect,
 		now:           now,
+		signer:        newSigner(cfg.SecretKey.Reveal()),
 	}, nil
 }
 
@@ -281,13 +283,16 @@ func (c *Client) do(ctx context.Context, op, method, rawURL string, payload []by
 	}
 	ts := strconv.FormatInt(c.now().UnixMilli(), 10)
 	ak := c.accessKey.Reveal()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set(headerTimestamp, ts)
-	req.Header.Set(headerAccessKey, ak)
 	// The transport writes req.URL.RequestURI() on the request line, so
-	// this is exactly what the gateway sees.
-	req.Header.Set(headerSignature, Sign(method, req.URL.RequestURI(), ts, ak, c.secretKey.Reveal()))
+	// the signature covers exactly what the gateway sees. The header is
+	// set by its canonical keys, as Header.Set would, with one backing
+	// array for the values.
+	vals := [...]string{"application/json", "application/json", ts, ak,
+		c.signer.sign(method, req.URL.RequestURI(), ts, ak)}
+	hv := vals[:]
+	for i, k := range requestHeaders {
+		req.Header[k] = hv[i : i+1 : i+1]
+	}
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -330,6 +335,11 @@ func (c *Client) do(ctx context.Context, op, method, rawURL string, payload []by
 	}, body, nil
 }
 
+// requestHeaders are the canonical keys of the headers every request
+// carries, in the order do fills them in.
+var requestHeaders = [...]string{"Content-Type", "Accept",
+	http.CanonicalHeaderKey(headerTimestamp), http.CanonicalHeaderKey(headerAccessKey), http.CanonicalHeaderKey(headerSignature)}
+
 // redact removes our keys from text a server sent back: an echoing proxy
 // or a verbose error page must not put them in an error or the audit log.
 func (c *Client) redact(s string) string {
@@ -348,7 +358,14 @@ func malformed(op string, status int, requestID, why string, body []byte) *vendo
 }
 
 // idBody is the compact JSON body {"id":"…"} of the Data Forest calls.
+// An id that checkID accepts has nothing to escape.
 func idBody(id string) []byte {
+	if checkID("", id) == nil {
+		b := make([]byte, 0, len(`{"id":""}`)+len(id))
+		b = append(b, `{"id":"`...)
+		b = append(b, id...)
+		return append(b, `"}`...)
+	}
 	b, _ := json.Marshal(struct {
 		ID string `json:"id"`
 	}{id})

@@ -1,6 +1,11 @@
 package ncp
 
-import "testing"
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+)
 
 // Vectors of vendors.md §1.3 [COMPUTED]: the SDK's hmac/hmac.go and an
 // independent Python implementation agree on them.
@@ -47,6 +52,34 @@ func TestSignDependsOnEveryInput(t *testing.T) {
 	for name, sig := range variants {
 		if sig == base {
 			t.Errorf("changing the %s does not change the signature", name)
+		}
+	}
+}
+
+// TestSignerMatchesSign checks that the client's pooled, reused HMACs sign
+// as Sign does, call after call, long request URIs included.
+func TestSignerMatchesSign(t *testing.T) {
+	s := newSigner(vectorSecretKey)
+	long := "/api/v2/apps/getList?" + strings.Repeat("q=1&", 100)
+	for i := range 50 {
+		uri := "/api/v2/notebooks/restart"
+		if i%3 == 0 {
+			uri = long
+		}
+		ts := strconv.Itoa(1700000000000 + i)
+		if got, want := s.sign("POST", uri, ts, vectorAccessKey), Sign("POST", uri, ts, vectorAccessKey, vectorSecretKey); got != want {
+			t.Fatalf("call %d: signer.sign = %q; Sign = %q", i, got, want)
+		}
+	}
+}
+
+func TestIDBodyEscapes(t *testing.T) {
+	for _, id := range []string{"app-1", "7kHe.x_y~z", "a\"b", "<x>", "日本"} {
+		want, _ := json.Marshal(struct {
+			ID string `json:"id"`
+		}{id})
+		if got := idBody(id); string(got) != string(want) {
+			t.Errorf("idBody(%q) = %s; want %s", id, got, want)
 		}
 	}
 }
