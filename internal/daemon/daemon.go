@@ -266,7 +266,13 @@ type entry struct {
 // secrets included.
 // @every schedules count from anchor.
 func Load(path string, res secret.Resolver, anchor time.Time) (*schedule.Config, error) {
-	return schedule.LoadFile(path, schedule.Options{Resolver: res, CheckSecrets: true, Anchor: anchor.Truncate(time.Second)})
+	return loadAfter(path, res, anchor, nil)
+}
+
+// loadAfter is Load of a file that prev was loaded from (see
+// schedule.Options.Prev).
+func loadAfter(path string, res secret.Resolver, anchor time.Time, prev *schedule.Config) (*schedule.Config, error) {
+	return schedule.LoadFile(path, schedule.Options{Resolver: res, CheckSecrets: true, Anchor: anchor.Truncate(time.Second), Prev: prev})
 }
 
 // Run starts the daemon and blocks until ctx is cancelled, then shuts down:
@@ -740,7 +746,10 @@ func (d *Daemon) Reload(force bool) {
 		}
 		d.lastSeen = hex.EncodeToString(sum[:])
 	}
-	cfg, err := Load(d.opts.ConfigPath, d.opts.Resolver, d.now())
+	d.mu.Lock()
+	running := d.plan.cfg
+	d.mu.Unlock()
+	cfg, err := loadAfter(d.opts.ConfigPath, d.opts.Resolver, d.now(), running)
 	phase := "ready"
 	if d.opts.OnReload != nil {
 		d.opts.OnReload("reloading", d.Status())
@@ -788,7 +797,7 @@ func (d *Daemon) Reload(force bool) {
 			// Keep the running schedule value: an @every job stays on the
 			// grid the engine runs it on (anchored at its first load), so
 			// deadlines and catch-up use the same instants.
-			if old := oldPlan.cfg.Job(j.Name); old != nil {
+			if old := oldPlan.cfg.Job(j.Name); old != nil && old != j { // a job the load took from the running config is the same
 				j.Spec = old.Spec
 			}
 			continue
@@ -817,7 +826,8 @@ func (d *Daemon) Reload(force bool) {
 	sort.Strings(changed)
 	diff := fmt.Sprintf("added [%s] removed [%s] changed [%s] unchanged %d",
 		strings.Join(added, " "), strings.Join(removed, " "), strings.Join(changed, " "), len(kept))
-	d.log.Info().Strs("added", added).Strs("removed", removed).Strs("changed", changed).Int("unchanged", len(kept)).Msg("config reloaded")
+	d.log.Info().Strs("added", added).Strs("removed", removed).Strs("changed", changed).Int("unchanged", len(kept)).
+		Int("jobs_taken_as_they_were", cfg.Reused()).Msg("config reloaded")
 	d.windows.poke(passReload)
 	d.appendReload("success", diff)
 	go debug.FreeOSMemory() // the old plan's and the parse's garbage (see Start)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -330,5 +331,86 @@ func TestReloadKeepsUnchangedJobs(t *testing.T) {
 		if len(at) != 1 || at[0].Outcome != want {
 			t.Errorf("job %s: attempts %+v; want one %s", job, at, want)
 		}
+	}
+}
+
+// A reload of a big schedule takes the jobs of unchanged chunks from the
+// running config (schedule.Options.Prev) while fires of those jobs run:
+// the diff, the engine entries and what fires are those of a full load,
+// and nothing writes to a job the running fires read (-race).
+func TestReloadBigScheduleTakesUnchangedJobs(t *testing.T) {
+	e := newCUEnv(t)
+	const n = 3000
+	jobs := make([]cuJob, n)
+	for i := range jobs {
+		jobs[i] = cuJob{name: fmt.Sprintf("job-%04d-%s", i, strings.Repeat("x", 40)), schedule: never, action: "modelarts.notebook.stop", targets: []string{fmt.Sprintf("nb-%d", i+2)}}
+	}
+	jobs[n/2] = cuJob{name: "tick", schedule: everySecond, action: "modelarts.notebook.stop", targets: []string{"nb-1"}}
+	e.write(t, "", jobs...)
+	if fi, err := os.Stat(e.config); err != nil || fi.Size() < 256<<10 {
+		t.Fatalf("config of %v bytes (%v): too small to load in chunks", fi.Size(), err)
+	}
+	d := e.rlStart(t)
+	d.mu.Lock()
+	tick := d.plan.cfg.Job("tick")
+	d.mu.Unlock()
+	tickID, _, _ := d.entryOf("tick")
+	_, oldNext, _ := d.entryOf(jobs[7].name)
+
+	// Fires of tick run while the reloads do.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for at := time.Now().Truncate(time.Second).Add(-time.Hour); ; at = at.Add(time.Second) {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d.fire("tick", at)
+		}
+	}()
+	jobs[7].schedule = "0 1 15 2 *"
+	e.write(t, "", jobs...)
+	d.Reload(false)
+	d.mu.Lock()
+	first := d.plan.cfg
+	d.mu.Unlock()
+	added := cuJob{name: "added", schedule: never, action: "modelarts.notebook.stop", targets: []string{"nb-0"}}
+	e.write(t, "", append(append(slices.Clone(jobs[:9]), jobs[10:]...), added)...)
+	d.Reload(false)
+	close(stop)
+	<-done
+
+	recs := cuRecords(t, e.audit, audit.EventReload, "")
+	if len(recs) != 2 || recs[0].Detail != fmt.Sprintf("added [] removed [] changed [%s] unchanged %d", jobs[7].name, n-1) ||
+		recs[1].Detail != fmt.Sprintf("added [added] removed [%s] changed [] unchanged %d", jobs[9].name, n-1) {
+		t.Fatalf("reload records %+v", recs)
+	}
+	d.mu.Lock()
+	cfg := d.plan.cfg
+	d.mu.Unlock()
+	// The first edit moved no line: the jobs taken are the running
+	// config's own. The second moved those after job 9 up a line.
+	if first.Reused() < n/2 || first.Job("tick") != tick {
+		t.Errorf("the first reload took %d of %d jobs from the running config (tick the same: %v); want most, tick among them",
+			first.Reused(), len(first.Jobs), first.Job("tick") == tick)
+	}
+	if cfg.Reused() < n/2 || cfg.Job("tick").Line != tick.Line-1 {
+		t.Errorf("the second reload took %d of %d jobs from the running config, tick on line %d (was %d); want most, tick a line up",
+			cfg.Reused(), len(cfg.Jobs), cfg.Job("tick").Line, tick.Line)
+	}
+	if id, _, _ := d.entryOf("tick"); id != tickID {
+		t.Errorf("unchanged tick went from engine entry %d to %d", tickID, id)
+	}
+	if _, next, ok := d.entryOf(jobs[7].name); !ok || next.Equal(oldNext) || next.Month() != time.February || next.Day() != 15 {
+		t.Errorf("changed %s: next fire %v (was %v); want 15 February", jobs[7].name, next, oldNext)
+	}
+	if _, _, ok := d.entryOf(jobs[9].name); ok {
+		t.Errorf("removed %s still has an engine entry", jobs[9].name)
+	}
+	if len(runIDs(t, e.audit, "tick")) == 0 {
+		t.Error("tick never ran")
 	}
 }

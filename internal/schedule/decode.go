@@ -40,51 +40,58 @@ var (
 )
 
 // parseDoc reads exactly one YAML document and returns its root node and
-// the number of nodes it writes.
-func parseDoc(file string, data []byte) (*yaml.Node, int, *FieldError) {
+// the number of nodes it writes. A large document is parsed through the
+// split (see splitParse, which takes prev's unchanged chunks as they are),
+// and then sd says how.
+func parseDoc(file string, data []byte, prev *splitMemo) (root *yaml.Node, nodes int, sd *splitDoc, fe *FieldError) {
 	if procs := runtime.GOMAXPROCS(0); procs > 1 && len(data) >= splitMinBytes {
-		if root, ok := parseSplit(data, procs, splitMinItems); ok {
-			nodes, fe := checkAliases(file, root)
-			if fe != nil {
-				return nil, 0, fe
+		if d, ok := splitParse(data, procs, splitMinItems, prev); ok {
+			if d.expanded <= max(minAliasBudget, aliasFactor*d.written) {
+				return d.root, d.written, d, nil
 			}
-			return root, nodes, nil
+			if d.reused == 0 {
+				// Count again to find the alias where it passes the budget.
+				nodes, fe := checkAliases(file, d.root)
+				return d.root, nodes, nil, fe
+			}
+			// Entries taken as they are stand in the tree as empty
+			// mappings: parse the whole file to name the alias.
 		}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, 0, &FieldError{File: file, Line: 1, Col: 1, Msg: "empty schedule; a schedule starts with version: 1"}
+			return nil, 0, nil, &FieldError{File: file, Line: 1, Col: 1, Msg: "empty schedule; a schedule starts with version: 1"}
 		}
-		return nil, 0, syntaxError(file, err)
+		return nil, 0, nil, syntaxError(file, err)
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
-		return nil, 0, &FieldError{File: file, Line: max(doc.Line, 1), Col: max(doc.Column, 1), Msg: "empty schedule; a schedule starts with version: 1"}
+		return nil, 0, nil, &FieldError{File: file, Line: max(doc.Line, 1), Col: max(doc.Column, 1), Msg: "empty schedule; a schedule starts with version: 1"}
 	}
-	root := doc.Content[0]
+	root = doc.Content[0]
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return nil, 0, syntaxError(file, err)
+		return nil, 0, nil, syntaxError(file, err)
 	default:
 		n := &next
 		if len(next.Content) > 0 {
 			n = next.Content[0]
 		}
-		return nil, 0, &FieldError{File: file, Line: n.Line, Col: n.Column,
+		return nil, 0, nil, &FieldError{File: file, Line: n.Line, Col: n.Column,
 			Msg: "a second YAML document is not allowed; a schedule is one document (remove the extra ---)"}
 	}
 	if root.Kind != yaml.MappingNode {
-		return nil, 0, &FieldError{File: file, Line: root.Line, Col: root.Column,
+		return nil, 0, nil, &FieldError{File: file, Line: root.Line, Col: root.Column,
 			Msg: "expected a mapping (version, timezone, audit, state, defaults, accounts, jobs), got " + describe(root)}
 	}
-	nodes, fe := checkAliases(file, root)
+	nodes, fe = checkAliases(file, root)
 	if fe != nil {
-		return nil, 0, fe
+		return nil, 0, nil, fe
 	}
-	return root, nodes, nil
+	return root, nodes, nil, nil
 }
 
 // aliasCount measures what the aliases of a document expand to without
@@ -220,6 +227,9 @@ type walker struct {
 	// holidays value its UnmarshalYAML refuses): Load starts again in
 	// clean mode.
 	slow bool
+	// reuse holds the Jobs of the jobs list's entries taken from the
+	// previous load (see splitDoc); walk sets them as they are.
+	reuse []*Job
 }
 
 // pathNodes are the nodes of one path.
@@ -852,6 +862,11 @@ func (w *walker) walkSlice(n *yaml.Node, t reflect.Type, v reflect.Value) *yaml.
 	for i, e := range n.Content {
 		if lazy {
 			w.jobs[i] = pathNodes{val: e}
+			if i < len(w.reuse) && w.reuse[i] != nil {
+				v.Index(j).Set(reflect.ValueOf(w.reuse[i]))
+				j++
+				continue
+			}
 		}
 		l := w.pushIndex(i)
 		if isNull(e) {

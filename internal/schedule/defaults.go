@@ -95,11 +95,12 @@ func (p Policy) inherit(base Policy) Policy {
 // policy from c.Defaults, and the derived durations of each job. After it,
 // every Policy pointer of c.Defaults and of every job is non-nil. Account
 // defaults (region, auth, api, concurrency, burst) depend on the vendor
-// and are set by checkAccount.
-func applyDefaults(c *Config) {
+// and are set by checkAccount. The jobs taken from an earlier load
+// (reuse[i] is c.Jobs[i]) have theirs already and are left as they are.
+func applyDefaults(c *Config, reuse []*Job) {
 	c.Defaults = c.Defaults.inherit(builtinPolicy())
-	for _, j := range c.Jobs {
-		if j == nil {
+	for i, j := range c.Jobs {
+		if j == nil || i < len(reuse) && reuse[i] == j {
 			continue
 		}
 		j.Policy = j.Policy.inherit(c.Defaults)

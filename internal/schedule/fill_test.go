@@ -418,7 +418,7 @@ func TestFindMatchesRecord(t *testing.T) {
 		} else {
 			data = seeds[round]
 		}
-		root, nodes, perr := parseDoc("f.yaml", data)
+		root, nodes, _, perr := parseDoc("f.yaml", data, nil)
 		if perr != nil {
 			continue
 		}

@@ -34,6 +34,18 @@ type Options struct {
 	// Load and an empty Dir, relative paths are kept as written (relative
 	// to the process's working directory).
 	Dir string
+	// Prev is a Config loaded earlier from the same file (a reload passes
+	// the running one). When the file is large enough to be parsed in
+	// chunks (see parseSplit) and nothing outside its jobs list changed,
+	// the entries of each chunk whose text and first line are unchanged
+	// are taken as the Jobs Prev holds, not parsed and checked again: a
+	// reload that changes one job of 10 000 parses a few hundred. The
+	// result is the Config a load without Prev gives, with the same *Job
+	// for each such entry, except that an @every schedule keeps Prev's
+	// anchor (the grid the daemon runs it on). Prev is only read; with
+	// any problem in the file, Load starts again without it, so that its
+	// report is the one a load without Prev gives.
+	Prev *Config
 }
 
 // LoadFile reads and loads the schedule file at path; see Load. A relative
@@ -80,15 +92,39 @@ func load(name string, data []byte, opts Options, clean bool) (*Config, error) {
 		return nil, tooBig(name, int64(len(data)))
 	}
 	sum := sha256.Sum256(data)
-	root, nodes, perr := parseDoc(name, data)
+	var prev *splitMemo
+	if opts.Prev != nil && !clean {
+		prev = opts.Prev.memo
+	}
+	root, nodes, sd, perr := parseDoc(name, data, prev)
 	if perr != nil {
 		return nil, Problems{perr}
 	}
-	w, cfg := decodeTree(name, root, nodes, clean)
+	again := func() (*Config, error) {
+		opts.Prev = nil
+		return load(name, data, opts, clean)
+	}
+	var w *walker
+	var cfg *Config
+	var reuse []*Job
+	if sd != nil && sd.reused > 0 {
+		reuse = sd.reuse
+		w, cfg = newWalker(name, nodes, false), &Config{}
+		w.reuse = reuse
+		w.walk(nil, root, configType, reflect.ValueOf(cfg).Elem())
+		if w.slow || len(w.probs) > 0 || len(cfg.Jobs) != len(reuse) {
+			return again()
+		}
+	} else {
+		w, cfg = decodeTree(name, root, nodes, clean)
+	}
 	cfg.File = name
 	cfg.hash = hex.EncodeToString(sum[:])
+	if sd != nil {
+		cfg.reused = sd.reused
+	}
 
-	applyDefaults(cfg)
+	applyDefaults(cfg, reuse)
 	anchor := opts.Anchor
 	if anchor.IsZero() {
 		now := opts.Now
@@ -97,9 +133,12 @@ func load(name string, data []byte, opts Options, clean bool) (*Config, error) {
 		}
 		anchor = now()
 	}
-	v := &validator{w: w, c: cfg, opts: opts, anchor: anchor}
+	v := &validator{w: w, c: cfg, opts: opts, anchor: anchor, reuse: reuse}
 	v.run()
 	if probs := append(w.probs, v.probs...); len(probs) > 0 {
+		if reuse != nil {
+			return again()
+		}
 		return nil, sortProblems(probs)
 	}
 	if opts.Dir != "" {
@@ -113,8 +152,11 @@ func load(name string, data []byte, opts Options, clean bool) (*Config, error) {
 	accts := make(map[string]json.RawMessage, len(cfg.Accounts))
 	cfg.byName = make(map[string]*Job, len(cfg.Jobs))
 	fp := fingerprinter{b: make([]byte, 0, 512)}
-	for _, j := range cfg.Jobs {
+	for i, j := range cfg.Jobs {
 		cfg.byName[j.Name] = j
+		if i < len(reuse) && reuse[i] == j {
+			continue // Prev's, and the same: its account did not change
+		}
 		acct, ok := accts[j.Account]
 		if !ok {
 			acct = accountJSON(cfg.Accounts[j.Account])
@@ -122,7 +164,30 @@ func load(name string, data []byte, opts Options, clean bool) (*Config, error) {
 		}
 		j.fingerprint = fp.sum(j, acct)
 	}
+	if sd != nil && sd.memo != nil && !w.clean && len(cfg.Jobs) == totalItems(sd.memo) {
+		cfg.memo = sd.memo
+		for i := range cfg.memo.chunks {
+			c := &cfg.memo.chunks[i]
+			if c.start+c.items > len(cfg.Jobs) {
+				cfg.memo = nil // cannot happen: each entry is a job
+				break
+			}
+			c.jobs = cfg.Jobs[c.start : c.start+c.items : c.start+c.items]
+		}
+	}
 	return cfg, nil
+}
+
+// Reused is how many of the jobs Load took from Options.Prev as they were
+// instead of parsing and checking them again.
+func (c *Config) Reused() int { return c.reused }
+
+func totalItems(m *splitMemo) int {
+	n := 0
+	for _, c := range m.chunks {
+		n += c.items
+	}
+	return n
 }
 
 // decodeTree walks the document root, which writes nodes nodes, and

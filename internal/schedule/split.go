@@ -2,9 +2,12 @@ package schedule
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"gopkg.in/yaml.v3"
 )
@@ -24,6 +27,12 @@ const (
 	splitMinItems = 256
 )
 
+// splitChunkItems is how many entries a chunk holds in a long list: small
+// enough that a reload parses and checks again little more than the
+// entries it changed (see splitMemo), large enough that a chunk's own cost
+// (a decoder, a few allocations) stays small beside its entries'.
+const splitChunkItems = 512
+
 // jobsRegion is where the block list under a top-level "jobs:" key lies.
 type jobsRegion struct {
 	keyLine int      // 1-based line of "jobs:"
@@ -34,28 +43,70 @@ type jobsRegion struct {
 	lines   [][]byte // the file's lines, without their line breaks
 }
 
-// parseSplit returns the root of data parsed in at most ways chunks of at
-// least minItems entries each, in parallel, or ok false when it does not
-// apply or the split does not parse exactly as a whole parse would; then
-// the caller parses data whole.
+// splitMemo is what a load through the split keeps of the jobs list, so
+// that the next load of the file (a reload) takes the entries of a chunk
+// whose text and first line are unchanged, in a file whose rest is
+// unchanged, as the Jobs they became, instead of parsing and checking
+// them again. A chunk is parsed on its own, so its entries mean the same
+// wherever the rest of the list changed: an alias in it can only name an
+// anchor in it, and the rest of the file cannot see its anchors (or the
+// split does not apply).
+type splitMemo struct {
+	rest   [sha256.Size]byte // the file without the jobs list's lines (kept empty: later lines keep their numbers)
+	chunks []chunkMemo
+}
+
+// chunkMemo is one chunk of the jobs list.
+type chunkMemo struct {
+	sum      [sha256.Size]byte // of its lines
+	first    int               // index of its first line in the file
+	start    int               // index of its first entry in the list
+	items    int               // its entries
+	written  int               // nodes its entries write, aliases included (see aliasCount)
+	expanded int               // nodes its aliases reach
+	anchors  bool              // an entry defines an anchor
+	jobs     []*Job            // its entries' Jobs, set by load once the file loaded
+}
+
+// splitDoc is a document parsed through the split.
+type splitDoc struct {
+	root *yaml.Node
+	// written and expanded are what checkAliases counts for the whole
+	// document, summed from its parts (they share no anchor).
+	written, expanded int
+	memo              *splitMemo
+	// reuse holds, for each entry of the jobs list taken from the
+	// previous load, its Job; nil for an entry parsed now. Such an entry
+	// stands in root as an empty mapping at the entry's position.
+	reuse  []*Job
+	reused int // entries taken from the previous load
+}
+
+// parseSplit returns the root of data parsed in chunks of at least
+// minItems entries each, at least ways of them, on ways goroutines, or ok
+// false when it does not apply or the split does not parse exactly as a
+// whole parse would; then the caller parses data whole.
 func parseSplit(data []byte, ways, minItems int) (root *yaml.Node, ok bool) {
+	d, ok := splitParse(data, ways, minItems, nil)
+	if !ok {
+		return nil, false
+	}
+	return d.root, true
+}
+
+// splitParse is parseSplit, and takes the unchanged chunks of prev, the
+// memo of an earlier load of the file, as they are; see splitDoc.
+func splitParse(data []byte, ways, minItems int, prev *splitMemo) (*splitDoc, bool) {
 	r, ok := findJobs(data)
 	if !ok {
 		return nil, false
 	}
-	n := min(ways, len(r.items)/max(minItems, 1))
+	starts := chunkStarts(r, ways, minItems)
+	n := len(starts) - 1
 	if n < 2 {
 		return nil, false
 	}
-	// Chunk c starts at an entry's first line. Nothing before that line
-	// moves to it (not even comment lines, which may be the content of
-	// a block scalar above), and every line keeps its line break, so
-	// that each entry's text is exactly what a whole parse reads.
-	starts := make([]int, n)
-	starts[0] = r.first
-	for c := 1; c < n; c++ {
-		starts[c] = r.items[c*len(r.items)/n]
-	}
+	offs := lineOffsets(r.lines)
 	// The rest of the file, with the region's lines left empty so that
 	// every line keeps its number.
 	var rest bytes.Buffer
@@ -68,38 +119,96 @@ func parseSplit(data []byte, ways, minItems int) (root *yaml.Node, ok bool) {
 			rest.WriteByte('\n')
 		}
 	}
+	// The rest's meaning for the entries does not depend on its line
+	// numbers: the memo's sum leaves out the list's lines altogether, so
+	// that a job added or removed keeps the other chunks.
+	h := sha256.New()
+	h.Write(data[:offs[r.first]])
+	fmt.Fprintf(h, "\x00%d\x00", offs[r.first])
+	h.Write(data[min(offs[r.end], len(data)):])
+	memo := &splitMemo{chunks: make([]chunkMemo, n)}
+	h.Sum(memo.rest[:0])
+	var old map[[sha256.Size]byte]*chunkMemo // by sum: in a file that loaded, no two chunks have the same text (nor two jobs the same name)
+	if prev != nil && prev.rest == memo.rest {
+		old = make(map[[sha256.Size]byte]*chunkMemo, len(prev.chunks))
+		for i := range prev.chunks {
+			if prev.chunks[i].jobs != nil {
+				old[prev.chunks[i].sum] = &prev.chunks[i]
+			}
+		}
+	}
 
 	type result struct {
-		root    *yaml.Node
-		err     error
-		anchors bool // an entry defines an anchor
+		seq *yaml.Node // the chunk's list
+		err error
+		bad bool       // it does not have the expected shape
+		was *chunkMemo // the previous load's chunk, taken as it is
 	}
-	results := make([]result, n+1)
+	results := make([]result, n)
+	var restRoot *yaml.Node
+	var restErr error
+	var restCount aliasCount
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		root, err := parseOne(rest.Bytes())
-		results[n] = result{root: root, err: err}
-	})
-	for c := range n {
-		lo, hi := starts[c], r.end
-		if c+1 < n {
-			hi = starts[c+1]
+		restRoot, restErr = parseOne(rest.Bytes())
+		if restErr == nil {
+			restCount.sizes = map[*yaml.Node]int{}
+			restCount.visit(restRoot)
 		}
+	})
+	var next atomic.Int64
+	for range min(ways, n) {
 		wg.Go(func() {
-			root, err := parseOne(chunkText(r, lo, hi))
-			results[c] = result{root: root, err: err, anchors: root != nil && hasAnchor(root)}
+			for {
+				c := int(next.Add(1) - 1)
+				if c >= n {
+					return
+				}
+				lo, hi := starts[c], starts[c+1]
+				text := data[offs[lo]:min(offs[hi], len(data))]
+				m := &memo.chunks[c]
+				m.sum, m.first = sha256.Sum256(text), lo
+				if was := old[m.sum]; was != nil {
+					results[c].was = was
+					continue
+				}
+				root, err := parseOne(chunkText(text))
+				if err != nil {
+					results[c].err = err
+					continue
+				}
+				if len(root.Content) != 2 || root.Content[0].Value != "jobs" || root.Content[1].Kind != yaml.SequenceNode {
+					results[c].bad = true
+					continue
+				}
+				seq := root.Content[1]
+				shiftLines(seq, lo-1)
+				a := aliasCount{sizes: map[*yaml.Node]int{}}
+				for _, e := range seq.Content {
+					a.visit(e)
+				}
+				if a.cycle != nil {
+					results[c].bad = true
+					continue
+				}
+				m.written, m.expanded, m.anchors = a.written, a.expanded, len(a.sizes) > 0
+				results[c].seq = seq
+			}
 		})
 	}
 	wg.Wait()
+	if restErr != nil || restRoot == nil || restRoot.Kind != yaml.MappingNode || restCount.cycle != nil {
+		return nil, false
+	}
 	for _, res := range results {
-		if res.err != nil || res.root == nil || res.root.Kind != yaml.MappingNode {
+		if res.err != nil || res.bad {
 			return nil, false
 		}
 	}
 
 	// The rest must be a block mapping in the first column holding "jobs:"
 	// where it was found, with no value.
-	root = results[n].root
+	root := restRoot
 	if root.Style != 0 || root.Column != 1 || root.Tag != "!!map" || root.Anchor != "" {
 		return nil, false
 	}
@@ -117,35 +226,70 @@ func parseSplit(data []byte, ways, minItems int) (root *yaml.Node, ok bool) {
 	if slot == nil {
 		return nil, false
 	}
-	// Each chunk must be "jobs:" and a list with one entry for each "-"
-	// line found, in order.
+	// Each chunk must be a list with one entry for each "-" line found,
+	// in order, each in the column of the "-" lines.
+	d := &splitDoc{root: root, written: restCount.written, expanded: restCount.expanded, memo: memo}
 	seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: make([]*yaml.Node, 0, len(r.items))}
 	anchors := false
-	next := 0 // index into r.items of the next expected entry
+	next0 := 0 // index into r.items of the next expected entry
 	for c := range n {
-		m := results[c].root
-		if len(m.Content) != 2 || m.Content[0].Value != "jobs" || m.Content[1].Kind != yaml.SequenceNode {
-			return nil, false
-		}
-		s := m.Content[1]
-		if s.Anchor != "" || s.Tag != "!!seq" || s.Style != 0 {
-			return nil, false
-		}
-		if c == 0 {
-			seq.Line, seq.Column = s.Line, s.Column
-		}
-		for _, it := range s.Content {
-			// Entry k's node starts on its "-" line or after it (the
-			// value of "-" alone on a line), before entry k+1's.
-			if next >= len(r.items) || it.Line < r.items[next]+1 || (next+1 < len(r.items) && it.Line > r.items[next+1]) {
+		m := &memo.chunks[c]
+		m.start = next0
+		if was := results[c].was; was != nil {
+			// Its entries as the previous load found them: each stands
+			// in the tree as an empty mapping at its position.
+			if d.reuse == nil {
+				d.reuse = make([]*Job, len(r.items))
+			}
+			if next0+was.items > len(r.items) || len(was.jobs) != was.items {
 				return nil, false
 			}
-			next++
+			jobs := was.jobs
+			if moved := m.first - was.first; moved != 0 {
+				// Lines added or removed above it: the same jobs, each
+				// with its new line.
+				copies := make([]Job, len(jobs))
+				jobs = make([]*Job, len(jobs))
+				for k, j := range was.jobs {
+					copies[k] = *j
+					copies[k].Line += moved
+					jobs[k] = &copies[k]
+				}
+			}
+			for k, j := range jobs {
+				d.reuse[next0+k] = j
+				seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: j.Line, Column: j.Column})
+			}
+			if c == 0 && was.items > 0 {
+				seq.Line, seq.Column = jobs[0].Line, jobs[0].Column
+			}
+			m.items, m.written, m.expanded, m.anchors = was.items, was.written, was.expanded, was.anchors
+			next0 += was.items
+			d.reused += was.items
+		} else {
+			s := results[c].seq
+			if s.Anchor != "" || s.Tag != "!!seq" || s.Style != 0 {
+				return nil, false
+			}
+			if c == 0 {
+				seq.Line, seq.Column = s.Line, s.Column
+			}
+			for _, it := range s.Content {
+				// Entry k's node starts on its "-" line or after it (the
+				// value of "-" alone on a line), before entry k+1's.
+				if next0 >= len(r.items) || it.Line < r.items[next0]+1 || (next0+1 < len(r.items) && it.Line > r.items[next0+1]) {
+					return nil, false
+				}
+				next0++
+			}
+			m.items = len(s.Content)
+			seq.Content = append(seq.Content, s.Content...)
 		}
-		seq.Content = append(seq.Content, s.Content...)
-		anchors = anchors || results[c].anchors
+		d.written += m.written
+		d.expanded = min(d.expanded+m.expanded, sizeCap)
+		anchors = anchors || m.anchors
 	}
-	if next != len(r.items) {
+	if next0 != len(r.items) {
 		return nil, false
 	}
 	// An alias in the rest resolves to the newest anchor of its name
@@ -154,7 +298,64 @@ func parseSplit(data []byte, ways, minItems int) (root *yaml.Node, ok bool) {
 		return nil, false
 	}
 	*slot = seq
-	return root, true
+	return d, true
+}
+
+// chunkStarts returns the index of the first line of each chunk, and
+// r.end. A list of at least 4·splitChunkItems entries is cut where its
+// entries' text says (content-defined, as in rsync or restic): after at
+// least splitChunkItems/2 entries, before an entry whose first line's hash
+// is 0 modulo splitChunkItems/2, and after 4·splitChunkItems entries at
+// most. An entry added or removed then moves the cuts of its own chunk
+// only, and a reload finds the other chunks as they were. A shorter list
+// is cut in ways chunks of equal size, none under minItems entries.
+func chunkStarts(r *jobsRegion, ways, minItems int) []int {
+	items := len(r.items)
+	starts := []int{r.first}
+	if items >= 4*splitChunkItems && minItems <= splitChunkItems/2 {
+		last := 0 // index into r.items of the current chunk's first entry
+		for i := last + 1; i < items; i++ {
+			k := i - last
+			if k >= 4*splitChunkItems || k >= splitChunkItems/2 && fnv32(r.lines[r.items[i]])%(splitChunkItems/2) == 0 {
+				starts = append(starts, r.items[i])
+				last = i
+			}
+		}
+	} else {
+		n := min(ways, items/max(minItems, 1))
+		for c := 1; c < n; c++ {
+			starts = append(starts, r.items[c*items/n])
+		}
+	}
+	return append(starts, r.end)
+}
+
+// fnv32 is the 32-bit FNV-1a hash of b.
+func fnv32(b []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
+}
+
+// lineOffsets returns the offset of each line in the data lines was split
+// from, and one more: the length of the data plus one.
+func lineOffsets(lines [][]byte) []int {
+	offs := make([]int, len(lines)+1)
+	for i, l := range lines {
+		offs[i+1] = offs[i] + len(l) + 1
+	}
+	return offs
+}
+
+// shiftLines moves every node under n down by d lines.
+func shiftLines(n *yaml.Node, d int) {
+	n.Line += d
+	for _, c := range n.Content {
+		shiftLines(c, d)
+	}
 }
 
 // parseOne parses data as exactly one YAML document and returns the
@@ -175,26 +376,14 @@ func parseOne(data []byte) (*yaml.Node, error) {
 	return doc.Content[0], nil
 }
 
-// chunkText is "jobs:" on line 1, empty lines up to line lo, and the
-// file's lines lo to hi-1, each with the line break it has in the file:
-// its nodes have the lines and columns they have in the file.
-func chunkText(r *jobsRegion, lo, hi int) []byte {
-	size := len("jobs:") + lo
-	for _, l := range r.lines[lo:hi] {
-		size += len(l) + 1
-	}
-	b := make([]byte, 0, size)
-	b = append(b, "jobs:"...)
-	for range lo {
-		b = append(b, '\n')
-	}
-	for i := lo; i < hi; i++ {
-		b = append(b, r.lines[i]...)
-		if i < len(r.lines)-1 {
-			b = append(b, '\n')
-		}
-	}
-	return b
+// chunkText is "jobs:" on line 1 and the chunk's lines after it, each
+// with the line break it has in the file: its nodes have the columns they
+// have in the file, and their lines once moved down (shiftLines) by the
+// index of the chunk's first line less one.
+func chunkText(text []byte) []byte {
+	b := make([]byte, 0, len("jobs:\n")+len(text))
+	b = append(b, "jobs:\n"...)
+	return append(b, text...)
 }
 
 func regionBytes(r *jobsRegion) int {

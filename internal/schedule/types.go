@@ -31,6 +31,8 @@ type Config struct {
 
 	hash   string          // hex SHA-256 of the file bytes; see Hash
 	byName map[string]*Job // the jobs by name; see Job
+	memo   *splitMemo      // its jobs list's chunks, for the next load of the file; see Options.Prev
+	reused int             // jobs taken from Options.Prev; see Reused
 }
 
 // AuditConfig says where the audit log lives.

@@ -62,6 +62,7 @@ type validator struct {
 	opts   Options
 	anchor time.Time
 	probs  Problems
+	reuse  []*Job // see walker.reuse: these jobs were checked by an earlier load
 
 	badPaths map[string]bool // paths at or above a walker problem; see bad
 
@@ -305,7 +306,13 @@ func (v *validator) run() {
 		if j == nil {
 			continue
 		}
-		v.checkJob(i, j, names)
+		if i < len(v.reuse) && v.reuse[i] == j {
+			// Checked by the load it comes from, in a file whose rest
+			// was the same; only its name can clash with a new job's.
+			v.checkName(i, j)
+		} else {
+			v.checkJob(i, j, names)
+		}
 		used[j.Account] = true
 		if c.Accounts[j.Account] == nil {
 			// A misspelt account name is reported once, at the job.
@@ -341,11 +348,8 @@ func (v *validator) checkJob(i int, j *Job, accounts []string) {
 	if v.need(base, "name", j.Name == "", "every job needs a unique name") {
 		if msg := NameProblem(j.Name); msg != "" {
 			v.errAt(child(base, "name"), "%s", msg)
-		} else if first, dup := v.firstJob[j.Name]; dup {
-			line := v.node(child(index("jobs", first), "name")).Line
-			v.errAt(child(base, "name"), "duplicate job name %q; first defined at line %d", j.Name, line)
 		} else {
-			v.firstJob[j.Name] = i
+			v.checkName(i, j)
 		}
 	}
 
@@ -422,6 +426,16 @@ func (v *validator) checkJob(i int, j *Job, accounts []string) {
 	}
 	if v.writesPolicy(base) {
 		v.checkPolicy(j.Policy, base)
+	}
+}
+
+// checkName reports job i's name if an earlier job has it.
+func (v *validator) checkName(i int, j *Job) {
+	if first, dup := v.firstJob[j.Name]; dup {
+		line := v.node(child(index("jobs", first), "name")).Line
+		v.errAt(child(index("jobs", i), "name"), "duplicate job name %q; first defined at line %d", j.Name, line)
+	} else {
+		v.firstJob[j.Name] = i
 	}
 }
 
