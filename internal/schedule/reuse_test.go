@@ -3,8 +3,10 @@ package schedule
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +226,171 @@ func TestLoadPrevKeepsTheAliasBudget(t *testing.T) {
 	_, _, err = loadBoth(t, prev, []byte(bomb.String()))
 	if err == nil || !strings.Contains(err.Error(), "expands aliases too much") {
 		t.Fatalf("error = %v; want the alias budget", err)
+	}
+}
+
+// smallSplits makes every schedule of a few entries load through the split,
+// in content-defined chunks of 2 to 16 entries, for the rest of the test.
+func smallSplits(t *testing.T) {
+	atLeastTwoProcs(t)
+	b, i, c := splitMinBytes, splitMinItems, splitChunkItems
+	splitMinBytes, splitMinItems, splitChunkItems = 0, 1, 4
+	t.Cleanup(func() { splitMinBytes, splitMinItems, splitChunkItems = b, i, c })
+}
+
+// FuzzLoadPrev loads a, then b with a's Config as Prev, and fails unless
+// that gives what a fresh load of b gives (see loadBoth). Files split in
+// small chunks, so that a few entries exercise every path: chunks taken as
+// they are, moved, parsed again, and problems in any of them.
+func FuzzLoadPrev(f *testing.F) {
+	small := string(bigSchedule(40))
+	edits := []func(string) string{
+		func(s string) string { return s },
+		func(s string) string { return strings.Replace(s, "job-17\n", "job-17b\n", 1) },
+		func(s string) string {
+			return strings.Replace(s, "  - name: job-20\n", "  # gone\n  - name: job-20\n", 1)
+		},
+		func(s string) string {
+			return strings.Replace(s, "  - name: job-3\n", "  - name: job-3x\n    schedule: \"@hourly\"\n    account: sandbox\n    action: scnet.notebook.start\n    targets: [\"a\"]\n  - name: job-3\n", 1)
+		},
+		func(s string) string { return strings.Replace(s, "\"1000030\"", "\"1000031\"", 1) },
+		func(s string) string { return strings.Replace(s, "timeout: 5s", "timeout: 7s", 1) },
+		func(s string) string { return strings.Replace(s, "job-33\n", "job-2\n", 1) },
+		func(s string) string {
+			return strings.Replace(s, "account: sandbox\n    action: cdss", "account: nobody\n    action: cdss", 1)
+		},
+		func(s string) string {
+			return s + "  - {name: tail, schedule: \"@daily\", account: sandbox, action: scnet.notebook.start, targets: [t]}\n"
+		},
+		func(s string) string { return s[:strings.Index(s, "  - name: job-39\n")] },
+		func(s string) string { return strings.Replace(s, "  - name: job-8\n", "  - &x\n    name: job-8\n", 1) },
+	}
+	for _, e := range edits {
+		f.Add([]byte(small), []byte(e(small)))
+	}
+	anchor := time.Date(2026, 3, 28, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		smallSplits(t)
+		prev, err := Load("s.yaml", a, Options{Anchor: anchor})
+		if err != nil {
+			return
+		}
+		loadBoth(t, prev, b)
+	})
+}
+
+// TestLoadPrevRandomEdits is FuzzLoadPrev on seeded random edits of a small
+// schedule (and of its edit): bytes changed, cut and copied elsewhere.
+func TestLoadPrevRandomEdits(t *testing.T) {
+	smallSplits(t)
+	small := bigSchedule(40)
+	r := rand.New(rand.NewPCG(10, uint64(len(small))))
+	// mutate makes mostly edits a user makes (a job removed, copied under
+	// a new name, moved, a schedule or target changed, a comment added),
+	// and now and then bytes changed, cut or copied anywhere.
+	copies := 0
+	mutate := func(b []byte) []byte {
+		lines := strings.SplitAfter(string(b), "\n")
+		entries := func() []int { // indexes of "  - " lines
+			var at []int
+			for i, l := range lines {
+				if strings.HasPrefix(l, "  - ") {
+					at = append(at, i)
+				}
+			}
+			return at
+		}
+		entry := func() (int, int) { // a random entry's lines [lo, hi)
+			at := entries()
+			if len(at) == 0 {
+				return 0, 0
+			}
+			k := r.IntN(len(at))
+			hi := len(lines)
+			if k+1 < len(at) {
+				hi = at[k+1]
+			}
+			return at[k], hi
+		}
+		for range 1 + r.IntN(3) {
+			switch op := r.IntN(8); op {
+			case 0: // bytes
+				b := []byte(strings.Join(lines, ""))
+				i := r.IntN(len(b))
+				switch r.IntN(3) {
+				case 0:
+					b[i] = "abc -:\n #&*[]{}"[r.IntN(15)]
+				case 1:
+					b = append(b[:i], b[min(len(b), i+1+r.IntN(20)):]...)
+				case 2:
+					j := r.IntN(len(b))
+					b = slices.Insert(b, i, slices.Clone(b[j:min(len(b), j+r.IntN(80))])...)
+				}
+				lines = strings.SplitAfter(string(b), "\n")
+			case 1: // remove a job
+				lo, hi := entry()
+				lines = slices.Delete(lines, lo, hi)
+			case 2: // a comment
+				i := r.IntN(len(lines))
+				lines = slices.Insert(lines, i, "  # note\n")
+			case 3: // copy a job under a new name, elsewhere
+				lo, hi := entry()
+				c := slices.Clone(lines[lo:hi])
+				if len(c) > 0 {
+					copies++
+					if r.IntN(4) > 0 { // else a duplicate name
+						c[0] = strings.Replace(c[0], "name: ", fmt.Sprintf("name: copy%d-", copies), 1)
+					}
+					at := entries()
+					if len(at) > 0 {
+						lines = slices.Insert(lines, at[r.IntN(len(at))], c...)
+					}
+				}
+			case 4, 5: // a target or a schedule changed
+				lo, hi := entry()
+				for i := lo; i < hi; i++ {
+					switch {
+					case op == 4 && strings.Contains(lines[i], "targets:"):
+						lines[i] = fmt.Sprintf("    targets: [\"%d\"]\n", r.IntN(1000))
+					case op == 5 && strings.Contains(lines[i], "schedule:"):
+						lines[i] = []string{"    schedule: \"@hourly\"\n", "    schedule: \"5 4 * * *\"\n", "    schedule: \"@every 2m\"\n"}[r.IntN(3)]
+					}
+				}
+			default: // move a job
+				lo, hi := entry()
+				c := slices.Clone(lines[lo:hi])
+				lines = slices.Delete(lines, lo, hi)
+				if at := entries(); len(at) > 0 {
+					lines = slices.Insert(lines, at[r.IntN(len(at))], c...)
+				}
+			}
+		}
+		return []byte(strings.Join(lines, ""))
+	}
+	anchor := time.Date(2026, 3, 28, 12, 0, 0, 0, time.UTC)
+	rounds, valid, reused := 1500, 0, 0
+	if testing.Short() {
+		rounds = 300
+	}
+	for range rounds {
+		a := small
+		if r.IntN(2) == 0 {
+			a = mutate(small)
+		}
+		prev, err := Load("s.yaml", a, Options{Anchor: anchor})
+		if err != nil {
+			continue
+		}
+		got, _, err := loadBoth(t, prev, mutate(a))
+		if err == nil {
+			valid++
+			if got.Reused() > 0 {
+				reused++
+			}
+		}
+	}
+	t.Logf("%d rounds: %d edits loaded, %d of them taking jobs from the previous load", rounds, valid, reused)
+	if reused < valid/3 {
+		t.Errorf("only %d of %d loads took jobs from the previous one", reused, valid)
 	}
 }

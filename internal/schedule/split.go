@@ -19,7 +19,10 @@ import (
 // whenever the file is not plainly of that shape or a part does not parse
 // exactly as expected, so that it only ever returns the tree a whole parse
 // gives: the same nodes, values, styles, lines and columns.
-const (
+//
+// They are variables for the tests only (FuzzLoadPrev makes small files
+// split in small chunks).
+var (
 	// splitMinBytes is the smallest file parseDoc splits: below it, one
 	// parse is quick enough and the split costs more than it saves.
 	splitMinBytes = 256 << 10
@@ -31,7 +34,7 @@ const (
 // enough that a reload parses and checks again little more than the
 // entries it changed (see splitMemo), large enough that a chunk's own cost
 // (a decoder, a few allocations) stays small beside its entries'.
-const splitChunkItems = 512
+var splitChunkItems = 512
 
 // jobsRegion is where the block list under a top-level "jobs:" key lies.
 type jobsRegion struct {
@@ -316,7 +319,7 @@ func chunkStarts(r *jobsRegion, ways, minItems int) []int {
 		last := 0 // index into r.items of the current chunk's first entry
 		for i := last + 1; i < items; i++ {
 			k := i - last
-			if k >= 4*splitChunkItems || k >= splitChunkItems/2 && fnv32(r.lines[r.items[i]])%(splitChunkItems/2) == 0 {
+			if k >= 4*splitChunkItems || k >= splitChunkItems/2 && fnv32(r.lines[r.items[i]])%uint32(splitChunkItems/2) == 0 {
 				starts = append(starts, r.items[i])
 				last = i
 			}
