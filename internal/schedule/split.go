@@ -475,18 +475,6 @@ func restIsComment(l []byte) bool {
 	return len(t) == 0 || (t[0] == '#' && len(t) < len(l))
 }
 
-func hasAnchor(n *yaml.Node) bool {
-	if n.Anchor != "" {
-		return true
-	}
-	for _, c := range n.Content {
-		if hasAnchor(c) {
-			return true
-		}
-	}
-	return false
-}
-
 func hasAlias(n *yaml.Node) bool {
 	if n.Kind == yaml.AliasNode {
 		return true
