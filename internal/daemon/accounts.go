@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,6 +22,7 @@ import (
 	"github.com/cloudcron/scheduler/internal/vendors/ncp"
 	"github.com/cloudcron/scheduler/internal/vendors/otc"
 	"github.com/cloudcron/scheduler/internal/vendors/scnet"
+	"github.com/cloudcron/scheduler/internal/warm"
 )
 
 // account is one configured account made runnable: its clients, bound to
@@ -34,13 +37,63 @@ type account struct {
 	cloud     *emulator.Cloud               // sandbox only; owned by this account
 	http      *http.Client
 	limiter   *ratelimit.Limiter
+	dialer    *warm.Dialer      // the transport's: opens connections before a burst
+	addrs     map[string]string // the address each action's calls dial, where it is known
+	inFlight  int               // at most this many calls at once (concurrency, and a rate limit's burst)
 }
 
 func (a *account) close() {
 	if a.cloud != nil {
 		_ = a.cloud.Close()
 	}
+	a.dialer.Close()
 	a.http.CloseIdleConnections()
+}
+
+// prepare opens, ahead of a fire at scheduled, the connections its n
+// calls of action will need, beyond those open (see warm.Dialer).
+func (a *account) prepare(action string, scheduled time.Time, n int) {
+	a.dialer.Want(a.addrs[action], scheduled, n, a.inFlight)
+}
+
+// route records that the actions of the account whose names start with
+// prefix call base (a URL): their connections can be opened early.
+func (a *account) route(prefix, base string) {
+	addr := dialAddr(base)
+	if addr == "" {
+		return
+	}
+	for name := range a.actions {
+		if strings.HasPrefix(name, prefix) {
+			a.addrs[name] = addr
+		}
+	}
+}
+
+// dialAddr is the address a transport dials to call base: its host and
+// port, or its proxy's when the environment sets one ("" for a SOCKS
+// proxy or a URL that does not parse).
+func dialAddr(base string) string {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	if p, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err != nil {
+		return ""
+	} else if p != nil {
+		u = p
+	}
+	port := u.Port()
+	switch {
+	case port != "":
+	case u.Scheme == "http":
+		port = "80"
+	case u.Scheme == "https":
+		port = "443"
+	default:
+		return ""
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // newHTTPClient returns the one http.Client an account's calls share, its
@@ -50,10 +103,10 @@ func (a *account) close() {
 // no cap across hosts (an account has a few endpoints): a burst at full
 // concurrency reuses its connections rather than closing and re-dialing
 // those past a global cap.
-func newHTTPClient(concurrency int, lim *ratelimit.Limiter) *http.Client {
+func newHTTPClient(concurrency int, lim *ratelimit.Limiter, dialer *warm.Dialer) *http.Client {
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          0, // no limit; per host below
 		MaxIdleConnsPerHost:   concurrency,
@@ -86,9 +139,14 @@ func buildAccount(acc *schedule.Account, res secret.Resolver, log zerolog.Logger
 		conc = 8
 	}
 	lim := newLimiter(acc, log)
+	dialer := warm.New(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second})
 	a := &account{
-		name: acc.Name, vendor: acc.Vendor, http: newHTTPClient(conc, lim), limiter: lim,
+		name: acc.Name, vendor: acc.Vendor, http: newHTTPClient(conc, lim, dialer), limiter: lim,
 		actions: map[string]executor.Action{}, verifiers: map[string]*executor.Verifier{},
+		dialer: dialer, addrs: map[string]string{}, inFlight: conc,
+	}
+	if rl := acc.RateLimit; rl != nil && rl.Burst > 0 {
+		a.inFlight = min(conc, rl.Burst)
 	}
 	var secrets []string // every secret of the account, scrubbed from what its calls return
 	get := func(r *secret.Ref, field string) (secret.Value, error) {
@@ -222,6 +280,8 @@ func (a *account) addNCP(cfg ncp.Config) error {
 	a.actions["cdss.cmak.restart"] = c.RestartCMAK
 	a.actions["cdss.kafka.restart"] = c.RestartKafka
 	a.actions["cdss.cluster.restart"] = c.RestartAllServices
+	a.route("dataforest.", c.DataForestURL())
+	a.route("cdss.", c.CDSSURL())
 	a.verifiers["dataforest.notebook.restart"] = &executor.Verifier{
 		Status: c.NotebookState, Judge: dfNotebookRestart, Want: "RUNNING",
 	}
@@ -277,6 +337,7 @@ func (a *account) addOTC(cfg otc.Config) error {
 	}
 	a.actions["modelarts.notebook.start"] = c.StartNotebook
 	a.actions["modelarts.notebook.stop"] = c.StopNotebook
+	a.route("modelarts.", c.ModelArtsURL())
 	a.verifiers["modelarts.notebook.start"] = &executor.Verifier{Status: c.NotebookStatus, Judge: modelArtsStart, Want: "RUNNING"}
 	a.verifiers["modelarts.notebook.stop"] = &executor.Verifier{Status: c.NotebookStatus, Judge: modelArtsStop, Want: "STOPPED"}
 	return nil
@@ -314,11 +375,15 @@ func (a *account) addSandbox(acc *schedule.Account, log zerolog.Logger) error {
 	}); err != nil {
 		return err
 	}
-	return a.addOTC(otc.Config{
+	if err := a.addOTC(otc.Config{
 		ProjectID: cr.OTCProjectID, Region: "eu-de", Auth: "aksk", API: acc.API,
 		AccessKey: secret.New(cr.OTCAccessKey), SecretKey: secret.New(cr.OTCSecretKey),
 		ModelArtsURL: u, IAMURL: u, HTTPClient: a.http,
-	})
+	}); err != nil {
+		return err
+	}
+	a.route("", u) // every action, the scnet ones included
+	return nil
 }
 
 // plan is a config made runnable: accounts with their clients, and one

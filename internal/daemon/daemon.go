@@ -378,6 +378,7 @@ func Start(opts Options) (*Daemon, error) {
 		Limiter:     d.limiter,
 	})
 	d.runner = engine.NewRunner(opts.Log)
+	d.runner.SetPrepare(d.prepare)
 	// Settling what a crash left may take a while (audit and state writes);
 	// it happens before the engine starts. The engine then covers every fire
 	// after its start, and catch-up, planned right after, every fire up to
@@ -517,6 +518,21 @@ func (d *Daemon) fire(name string, scheduled time.Time) {
 	}
 	defer d.leave(p)
 	d.runFire(p, name, scheduled, nil, nil, nil)
+}
+
+// prepare is told of each fire half a second before it is due (the
+// engine's early wake): the job's account opens the connections its calls
+// will need then, so that a burst of fires does not begin with a burst of
+// dials.
+func (d *Daemon) prepare(name string, scheduled time.Time) {
+	d.mu.Lock()
+	p := d.plan
+	d.mu.Unlock()
+	if j := p.jobs[name]; j != nil {
+		if a := p.accounts[j.Account]; a != nil {
+			a.prepare(j.Action, scheduled, len(j.Targets))
+		}
+	}
 }
 
 // enter counts a fire as running under the current plan, so that Shutdown

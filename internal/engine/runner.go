@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -41,7 +42,9 @@ type Runner struct {
 	crons [shards]*cron.Cron
 	seq   EntryID // the last EntryID handed out
 
-	gate *gate // the fires of one instant wait here for it together
+	gate    *gate                                  // the fires of one instant wait here for it together
+	halt    atomic.Pointer[chan struct{}]          // closed by Stop: the fires waiting in the gate end there
+	prepare func(name string, scheduled time.Time) // see SetPrepare
 
 	mu      sync.Mutex
 	entries map[EntryID]*entry
@@ -55,14 +58,14 @@ type entry struct {
 	cid   cron.EntryID // its id in crons[shard]
 	sched Schedule
 	fire  func(scheduled time.Time)
-	log   *zerolog.Logger // the runner's: a copy per job cost 112 bytes each
-	gate  *gate
+	r     *Runner // its log, gate and hooks: a logger per job cost 112 bytes each
 
-	mu     sync.Mutex
-	queued []time.Time // fires handed to cron and not yet run, oldest first
-	next   time.Time   // the latest fire handed to cron
-	from   time.Time   // StartFrom's instant, while the fires since it are handed over
-	began  time.Time   // the instant of cron's first Next after StartFrom
+	mu      sync.Mutex
+	removed bool        // by Remove: a fire already handed to cron does not run
+	queued  []time.Time // fires handed to cron and not yet run, oldest first
+	next    time.Time   // the latest fire handed to cron
+	from    time.Time   // StartFrom's instant, while the fires since it are handed over
+	began   time.Time   // the instant of cron's first Next after StartFrom
 }
 
 // Next implements cron.Schedule: it records the fire it hands to cron,
@@ -116,14 +119,35 @@ func (e *entry) Run() {
 	e.mu.Unlock()
 	if scheduled.IsZero() { // cannot happen with cron.Cron v3.0.1; never drop a fire
 		scheduled = time.Now()
-		e.log.Error().Str("job", e.name).Time("now", scheduled).Msg("no queued fire for this run; using the current time")
+		e.r.log.Error().Str("job", e.name).Time("now", scheduled).Msg("no queued fire for this run; using the current time")
 	}
-	if !e.gate.wait(scheduled) {
-		e.log.Warn().Str("job", e.name).Time("scheduled", scheduled).Time("now", time.Now()).
+	r := e.r
+	if r.prepare != nil && time.Until(scheduled) > spinFor {
+		r.prepare(e.name, scheduled)
+	}
+	halt := r.halt.Load()
+	if halt == nil { // not started: cannot happen, cron runs jobs only once started
+		halt = new(chan struct{})
+	}
+	switch r.gate.wait(scheduled, *halt) {
+	case clockBack:
+		r.log.Warn().Str("job", e.name).Time("scheduled", scheduled).Time("now", time.Now()).
 			Msg("the wall clock went back before this fire; it runs when the clock reaches it again")
 		return
+	case stopped:
+		r.log.Debug().Str("job", e.name).Time("scheduled", scheduled).Msg("stopped before the fire was due; not run")
+		return
 	}
-	e.log.Debug().Str("job", e.name).Time("scheduled", scheduled).Msg("fire")
+	e.mu.Lock()
+	removed := e.removed
+	e.mu.Unlock()
+	if removed {
+		// Removed (a reload, a clock jump) while it waited for its
+		// instant: the job's new entry, if any, has its own fires.
+		r.log.Debug().Str("job", e.name).Time("scheduled", scheduled).Msg("removed before the fire was due; not run")
+		return
+	}
+	r.log.Debug().Str("job", e.name).Time("scheduled", scheduled).Msg("fire")
 	e.fire(scheduled)
 }
 
@@ -146,6 +170,13 @@ func NewRunner(log zerolog.Logger) *Runner {
 	return r
 }
 
+// SetPrepare sets a hook called with each fire about wakeLead (half a
+// second) before it is due, in the fire's own goroutine, before it waits
+// for its instant; the daemon opens the connections a burst will need
+// then. It must be set before Start and return quickly; a fire due sooner
+// (just after a Start or an Add) is not prepared.
+func (r *Runner) SetPrepare(prepare func(name string, scheduled time.Time)) { r.prepare = prepare }
+
 // Add registers a job; fire is called with the scheduled instant of each
 // fire of s, in s's zone. It may be called before or after Start.
 func (r *Runner) Add(name string, s Schedule, fire func(scheduled time.Time)) (EntryID, error) {
@@ -155,7 +186,7 @@ func (r *Runner) Add(name string, s Schedule, fire func(scheduled time.Time)) (E
 	if fire == nil {
 		return 0, errors.New("add job " + name + ": nil callback")
 	}
-	e := &entry{name: name, sched: s, fire: fire, log: &r.log, gate: r.gate} // the job name is added per line: a logger per job costs 300 bytes each
+	e := &entry{name: name, sched: s, fire: fire, r: r}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seq++
@@ -176,6 +207,9 @@ func (r *Runner) Remove(id EntryID) {
 	}
 	r.crons[e.shard].Remove(e.cid)
 	delete(r.entries, id)
+	e.mu.Lock()
+	e.removed = true
+	e.mu.Unlock()
 }
 
 // NextFire returns the next fire of job id that the runner waits for, or,
@@ -229,17 +263,23 @@ func (r *Runner) StartFrom(from time.Time) {
 		e.from, e.began = from, time.Time{}
 		e.mu.Unlock()
 	}
+	halt := make(chan struct{})
+	r.halt.Store(&halt)
 	for _, c := range r.crons {
 		c.Start()
 	}
 }
 
 // Stop stops scheduling new fires and returns a context that is done when
-// the callbacks already running have returned.
+// the callbacks already running have returned. The fires waiting for
+// their instant (woken early, see wakeLead) end there without running.
 func (r *Runner) Stop() context.Context {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
+	if halt := r.halt.Swap(nil); halt != nil {
+		close(*halt)
+	}
 	dones := make([]context.Context, len(r.crons))
 	for i, c := range r.crons {
 		dones[i] = c.Stop()

@@ -298,7 +298,7 @@ func TestGateReleasesAtTheInstant(t *testing.T) {
 		var left []time.Time
 		for range 5 {
 			wg.Go(func() {
-				if !g.wait(at) {
+				if g.wait(at, nil) != released {
 					t.Error("wait refused an instant 50ms ahead")
 				}
 				mu.Lock()
@@ -312,11 +312,11 @@ func TestGateReleasesAtTheInstant(t *testing.T) {
 				t.Errorf("left the gate at %v, want %v", l, at)
 			}
 		}
-		if g.wait(time.Now().Add(tooFar + time.Millisecond)) {
+		if g.wait(time.Now().Add(tooFar+time.Millisecond), nil) != clockBack {
 			t.Error("wait accepted an instant further than the early wake explains (the clock went back)")
 		}
 		before := time.Now()
-		g.wait(before.Add(-time.Second))
+		g.wait(before.Add(-time.Second), nil)
 		if !time.Now().Equal(before) {
 			t.Error("a past instant waited")
 		}
@@ -419,4 +419,69 @@ func BenchmarkAddMemory(b *testing.B) {
 		<-r.Stop().Done()
 	}
 	b.ReportMetric(perJob, "B/job")
+}
+
+// Each fire is prepared wakeLead before its instant (the daemon opens the
+// connections a burst needs then), in order, and then runs at its instant.
+func TestRunnerPreparesEachFireBeforeItIsDue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(zerolog.Nop())
+		var mu sync.Mutex
+		var prepared []string
+		r.SetPrepare(func(name string, scheduled time.Time) {
+			mu.Lock()
+			defer mu.Unlock()
+			prepared = append(prepared, fmt.Sprintf("%s %s at -%v", name, scheduled.UTC().Format("15:04:05"), time.Until(scheduled)))
+		})
+		var rec recorder
+		if _, err := r.Add("tick", mustParse(t, "*/2 * * * * *", time.UTC, time.Time{}), rec.fire); err != nil {
+			t.Fatal(err)
+		}
+		r.Start()
+		time.Sleep(4*time.Second + time.Millisecond)
+		stopAndWait(t, r)
+		rec.check(t, "tick", []string{"2000-01-01T00:00:02Z", "2000-01-01T00:00:04Z"})
+		mu.Lock()
+		defer mu.Unlock()
+		want := []string{"tick 00:00:02 at -500ms", "tick 00:00:04 at -500ms"}
+		if strings.Join(prepared, ", ") != strings.Join(want, ", ") {
+			t.Errorf("prepared %q; want %q", prepared, want)
+		}
+	})
+}
+
+// A fire that is waiting for its instant when its job is removed (a
+// reload, a clock jump), or when the Runner stops, does not run; Stop does
+// not wait for its instant.
+func TestRunnerWaitingFireEndsOnRemoveAndStop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(zerolog.Nop())
+		waiting := make(chan string, 2)
+		r.SetPrepare(func(name string, _ time.Time) { waiting <- name })
+		var removed, stopped recorder
+		id, err := r.Add("removed", mustParse(t, "0 * * * * *", time.UTC, time.Time{}), removed.fire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Add("stopped", mustParse(t, "0 * * * * *", time.UTC, time.Time{}), stopped.fire); err != nil {
+			t.Fatal(err)
+		}
+		r.Start()
+		<-waiting
+		<-waiting // both wait in the gate for 00:01:00
+		r.Remove(id)
+		time.Sleep(wakeLead + time.Millisecond) // 00:01:00.001
+		if s, _ := removed.snapshot(); len(s) != 0 {
+			t.Errorf("a job removed while its fire waited for its instant fired at %v", s)
+		}
+		stopped.check(t, "stopped", []string{"2000-01-01T00:01:00Z"})
+		<-waiting // 00:01:59.5: the next fire waits
+		before := time.Now()
+		stopAndWait(t, r)
+		if d := time.Since(before); d != 0 {
+			t.Errorf("Stop waited %v for a fire not yet due", d)
+		}
+		time.Sleep(time.Second)
+		stopped.check(t, "stopped", []string{"2000-01-01T00:01:00Z"})
+	})
 }

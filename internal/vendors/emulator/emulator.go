@@ -124,6 +124,7 @@ type Cloud struct {
 	resources map[resKey]*resource
 	faults    []*Fault
 	requests  []Request
+	accepted  []time.Time // when each connection was accepted
 	iamTokens map[string]iamToken
 	akFails   int
 	akLocked  time.Time
@@ -191,6 +192,14 @@ func (c *Cloud) Start() error {
 		return fmt.Errorf("emulator: listen: %w", err)
 	}
 	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			now := time.Now()
+			c.mu.Lock()
+			c.accepted = append(c.accepted, now)
+			c.mu.Unlock()
+		}
+	}
 	c.srv = srv // the serve goroutine uses srv: Close clears c.srv
 	c.url = "http://" + ln.Addr().String()
 	go func() {
@@ -239,6 +248,14 @@ func (c *Cloud) Inject(f Fault) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.faults = append(c.faults, &f)
+}
+
+// Accepted returns when each connection the server accepted was
+// accepted, in order.
+func (c *Cloud) Accepted() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Time(nil), c.accepted...)
 }
 
 // Requests returns a copy of the request log, in the order requests were

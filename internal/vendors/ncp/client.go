@@ -119,6 +119,13 @@ func New(cfg Config) (*Client, error) {
 	}, nil
 }
 
+// DataForestURL is the Data Forest base URL the client calls (its
+// dataforest.* actions).
+func (c *Client) DataForestURL() string { return c.dataForestURL }
+
+// CDSSURL is the CDSS base URL the client calls (its cdss.* actions).
+func (c *Client) CDSSURL() string { return c.cdssURL }
+
 // baseURL validates a configured base URL and drops a trailing slash.
 func baseURL(s, def string) (string, error) {
 	if s == "" {

@@ -148,6 +148,10 @@ func baseURL(service, override, region string, knownRegion bool) (string, error)
 	return strings.TrimRight(override, "/"), nil
 }
 
+// ModelArtsURL is the ModelArts base URL the client calls (its notebook
+// actions and status reads).
+func (c *Client) ModelArtsURL() string { return c.base }
+
 // StartNotebook starts notebook id. "Already running" (ModelArts.6305) is a
 // success with Result.Already set; Result.State is the status the vendor
 // reported (current_status, or the notebook's status with api notebooks).

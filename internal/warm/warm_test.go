@@ -1,0 +1,252 @@
+package warm
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// server is a real HTTP server on loopback that counts the connections it
+// accepted and holds each request until release is closed (if set).
+type server struct {
+	*httptest.Server
+	accepted atomic.Int64
+	closed   atomic.Int64
+	inFlight sync.WaitGroup
+	release  chan struct{}
+}
+
+func newServer(t *testing.T, hold bool) *server {
+	s := &server{}
+	if hold {
+		s.release = make(chan struct{})
+	}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.release != nil {
+			s.inFlight.Done()
+			<-s.release
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			s.accepted.Add(1)
+		case http.StateClosed:
+			s.closed.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *server) addr() string { return strings.TrimPrefix(s.URL, "http://") }
+
+func client(d *Dialer, idle int) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: idle}}
+}
+
+// waitFor polls cond until it holds, failing after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// burst makes n requests at once, each held by the server until all n
+// arrived, so each needs its own connection.
+func burst(t *testing.T, s *server, hc *http.Client, n int) {
+	t.Helper()
+	s.inFlight.Add(n)
+	s.release = make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			res, err := hc.Get(s.URL)
+			if err != nil {
+				errs <- err
+				return
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+		})
+	}
+	s.inFlight.Wait()
+	close(s.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("request: %v", err)
+	}
+}
+
+// Told ahead that 40 calls are due, the dialer opens 40 connections before
+// the burst; the burst's 40 requests go out on them and dial nothing.
+// A second burst of the same size needs none: the transport keeps them.
+func TestWantOpensTheBurstsConnectionsAhead(t *testing.T) {
+	s := newServer(t, true)
+	d := New(&net.Dialer{})
+	defer d.Close()
+	hc := client(d, 64)
+
+	d.Want(s.addr(), time.Now().Add(time.Minute), 40, 64)
+	waitFor(t, "40 connections are open and waiting", func() bool { _, idle := d.Open(s.addr()); return idle == 40 })
+	if got := s.accepted.Load(); got != 40 {
+		t.Fatalf("server accepted %d connections before the burst; want 40", got)
+	}
+	burst(t, s, hc, 40)
+	if got := s.accepted.Load(); got != 40 {
+		t.Errorf("server accepted %d connections after a burst of 40 on 40 opened early; want 40", got)
+	}
+	if early, taken := d.Stats(); early != 40 || taken != 40 {
+		t.Errorf("Stats() = %d opened early, %d taken; want 40, 40", early, taken)
+	}
+
+	// The transport keeps the 40 idle: they count as open.
+	d.Want(s.addr(), time.Now().Add(time.Minute), 40, 64)
+	burst(t, s, hc, 40)
+	if got := s.accepted.Load(); got != 40 {
+		t.Errorf("server accepted %d connections after a second burst; want still 40", got)
+	}
+	if open, _ := d.Open(s.addr()); open != 40 {
+		t.Errorf("Open() = %d; want the transport's 40", open)
+	}
+}
+
+// The calls due together at one instant add up, capped by the limit (the
+// account's concurrency); calls due at two instants need the larger.
+func TestWantAddsUpToTheLimit(t *testing.T) {
+	s := newServer(t, false)
+	d := New(&net.Dialer{})
+	defer d.Close()
+	at := time.Now().Add(time.Minute)
+	for range 10 {
+		d.Want(s.addr(), at, 3, 25) // 30 due, 25 at most in flight
+	}
+	d.Want(s.addr(), at.Add(time.Second), 12, 25)
+	waitFor(t, "25 connections are open", func() bool { open, idle := d.Open(s.addr()); return open == 25 && idle == 25 })
+	// Nothing more comes: the fill is over when the count is reached.
+	d.Want(s.addr(), at, 1, 25)
+	waitFor(t, "the fill ended", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return !d.hosts[s.addr()].filling
+	})
+	if got := s.accepted.Load(); got != 25 {
+		t.Errorf("server accepted %d connections; want 25 (the limit)", got)
+	}
+}
+
+// A connection the server closed while it waited is never handed to the
+// transport: the request dials a new one and succeeds.
+func TestClosedByTheServerIsNotHandedOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	d := New(&net.Dialer{})
+	defer d.Close()
+	d.Want(ln.Addr().String(), time.Now().Add(time.Minute), 3, 8)
+	for range 3 {
+		(<-accepted).Close() // the server closes each at once
+	}
+	waitFor(t, "3 connections wait", func() bool { _, idle := d.Open(ln.Addr().String()); return idle == 3 })
+	// The peer's FIN may take a moment on loopback to be readable.
+	waitFor(t, "the closes reach the client", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, p := range d.hosts[ln.Addr().String()].idle {
+			if alive(p.c) {
+				return false
+			}
+		}
+		return true
+	})
+	c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fresh := <-accepted
+	defer fresh.Close()
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(fresh, buf); err != nil || buf[0] != 'x' {
+		t.Errorf("the dial did not reach the new connection: %v %q", err, buf)
+	}
+	if early, taken := d.Stats(); early != 3 || taken != 0 {
+		t.Errorf("Stats() = %d, %d; want 3 opened early and none taken", early, taken)
+	}
+	if open, idle := d.Open(ln.Addr().String()); open != 1 || idle != 0 {
+		t.Errorf("Open() = %d open, %d idle; want the dialed one only", open, idle)
+	}
+}
+
+// Connections not taken within maxAge are closed; Close closes those
+// still waiting and stops opening more.
+func TestUntakenConnectionsAreClosed(t *testing.T) {
+	s := newServer(t, false)
+	d := New(&net.Dialer{})
+	d.maxAge = 50 * time.Millisecond
+	d.Want(s.addr(), time.Now().Add(time.Minute), 5, 8)
+	waitFor(t, "5 connections wait", func() bool { return s.accepted.Load() == 5 })
+	waitFor(t, "they are closed after maxAge", func() bool { open, idle := d.Open(s.addr()); return open == 0 && idle == 0 })
+	waitFor(t, "the server sees them closed", func() bool { return s.closed.Load() == 5 })
+
+	d = New(&net.Dialer{})
+	d.Want(s.addr(), time.Now().Add(time.Minute), 4, 8)
+	waitFor(t, "4 more wait", func() bool { _, idle := d.Open(s.addr()); return idle == 4 })
+	d.Close()
+	waitFor(t, "Close closed them", func() bool { return s.closed.Load() == 9 })
+	d.Want(s.addr(), time.Now().Add(time.Minute), 4, 8)
+	if open, idle := d.Open(s.addr()); open != 0 || idle != 0 {
+		t.Errorf("after Close, Want opened %d (%d idle)", open, idle)
+	}
+	if got := s.accepted.Load(); got != 9 {
+		t.Errorf("server accepted %d; want 9", got)
+	}
+}
+
+// Calls due at an instant that passed need nothing more.
+func TestPastInstantsNeedNothing(t *testing.T) {
+	s := newServer(t, false)
+	d := New(&net.Dialer{})
+	defer d.Close()
+	d.Want(s.addr(), time.Now().Add(-time.Millisecond), 5, 8)
+	waitFor(t, "the fill ended", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		h := d.hosts[s.addr()]
+		return h != nil && !h.filling
+	})
+	if got := s.accepted.Load(); got != 0 {
+		t.Errorf("server accepted %d connections for calls already past; want 0", got)
+	}
+}
