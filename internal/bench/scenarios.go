@@ -167,6 +167,16 @@ func (r *runner) lag() []Figure {
 	figs := []Figure{exactly("fires reaching the cloud", float64(len(first)), "count", float64(due),
 		fmt.Sprintf("within %s of the fire", r.cfg.FireWait))}
 	figs = append(figs, exactly("extra requests", float64(extra), "count", 0, "repeated, or for jobs not due"))
+	ahead, after := 0, 0
+	for _, a := range f.c.Accepted() {
+		if a.Before(f.s) {
+			ahead++
+		} else {
+			after++
+		}
+	}
+	figs = append(figs, info("connections opened ahead", float64(ahead), "count", "accepted by the emulated cloud before the fire (the engine prepares a fire 500 ms ahead)"),
+		info("connections opened after the fire", float64(after), "count", "dialed by the transport during the burst"))
 	if len(lags) == 0 {
 		return append(figs, failed(name, errors.New("no fire reached the cloud"))...)
 	}
