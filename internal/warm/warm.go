@@ -9,8 +9,11 @@
 // those already open; the transport's next dials to that address take
 // them instead of dialing. A connection opened early and not taken within
 // MaxAge is closed, and one the server closed meanwhile is never handed
-// out. Only TCP is opened early: an https transport still does its TLS
-// handshake when it takes the connection.
+// out. Where fewer than one in ten of those opened early was taken (an
+// HTTP/2 server, on which the transport multiplexes every call), the
+// next bursts get one connection ahead until one is taken again. Only TCP
+// is opened early: an https transport still does its TLS handshake when
+// it takes the connection.
 package warm
 
 import (
@@ -51,6 +54,12 @@ type host struct {
 	want    map[int64]int // calls due, by instant (Unix ns)
 	filling bool          // a goroutine is opening connections
 	sweep   *time.Timer   // closes idle connections older than maxAge
+	// Of the connections opened early since the last sweep, how many were
+	// taken. A host where most of them go unused (an HTTP/2 server: the
+	// transport multiplexes on one) gets one at a time (shy) until one is
+	// taken again.
+	opened, taken int
+	shy           bool
 }
 
 type pooled struct {
@@ -101,6 +110,8 @@ func (d *Dialer) take(addr string) net.Conn {
 		h.idle = h.idle[:len(h.idle)-1]
 		if now.Sub(p.at) < d.maxAge && alive(p.c) {
 			d.taken++
+			h.taken++
+			h.shy = false
 			return &conn{Conn: p.c, d: d, h: h}
 		}
 		_ = p.c.Close()
@@ -166,6 +177,7 @@ func (d *Dialer) fill(addr string, h *host) {
 			h.idle = append(h.idle, pooled{c: c, at: now})
 		}
 		d.early += len(got)
+		h.opened += len(got)
 		d.sweepLaterLocked(h)
 		if len(got) < need {
 			h.filling = false
@@ -188,6 +200,9 @@ func (d *Dialer) needLocked(h *host) int {
 			continue
 		}
 		most = max(most, n)
+	}
+	if h.shy {
+		most = min(most, 1)
 	}
 	return most - h.open
 }
@@ -243,6 +258,10 @@ func (d *Dialer) sweepLaterLocked(h *host) {
 			_ = p.c.Close()
 			h.open--
 		}
+		if h.opened >= 4 && h.taken*10 < h.opened {
+			h.shy = true // fewer than one in ten was used
+		}
+		h.opened, h.taken = 0, 0
 		clear(h.idle[len(keep):])
 		h.idle = keep
 		if len(h.idle) > 0 {

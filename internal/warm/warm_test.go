@@ -250,3 +250,36 @@ func TestPastInstantsNeedNothing(t *testing.T) {
 		t.Errorf("server accepted %d connections for calls already past; want 0", got)
 	}
 }
+
+// A host where the connections opened early go unused (an HTTP/2 server
+// multiplexes every call on one) gets one at a time afterwards, until one
+// is taken again; then bursts get their full count again.
+func TestUnusedConnectionsMakeTheHostShy(t *testing.T) {
+	s := newServer(t, true)
+	d := New(&net.Dialer{})
+	defer d.Close()
+	d.maxAge = 50 * time.Millisecond
+	d.Want(s.addr(), time.Now().Add(time.Minute), 10, 16)
+	waitFor(t, "10 open early", func() bool { return s.accepted.Load() == 10 })
+	waitFor(t, "they are closed unused", func() bool { return s.closed.Load() == 10 })
+	d.mu.Lock()
+	d.maxAge = time.Minute // from now on nothing is closed for age during the test
+	d.mu.Unlock()
+
+	d.Want(s.addr(), time.Now().Add(time.Minute), 10, 16)
+	waitFor(t, "the shy host's fill ended", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return !d.hosts[s.addr()].filling
+	})
+	if got := s.accepted.Load(); got != 11 {
+		t.Fatalf("server accepted %d connections; want 11: one ahead for a host whose early connections went unused", got)
+	}
+	// The one is used: the host is trusted again.
+	burst(t, s, client(d, 16), 1)
+	d.Want(s.addr(), time.Now().Add(2*time.Minute), 10, 16)
+	waitFor(t, "10 open again", func() bool { open, _ := d.Open(s.addr()); return open == 10 })
+	if got := s.accepted.Load(); got != 20 {
+		t.Errorf("server accepted %d connections; want 20 (9 more beside the one kept)", got)
+	}
+}
