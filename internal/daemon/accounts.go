@@ -37,9 +37,9 @@ type account struct {
 	cloud     *emulator.Cloud               // sandbox only; owned by this account
 	http      *http.Client
 	limiter   *ratelimit.Limiter
-	dialer    *warm.Dialer      // the transport's: opens connections before a burst
-	addrs     map[string]string // the address each action's calls dial, where it is known
-	inFlight  int               // at most this many calls at once (concurrency, and a rate limit's burst)
+	dialer    *warm.Dialer           // the transport's: opens connections before a burst
+	targets   map[string]warm.Target // where each action's calls connect, where it is known
+	inFlight  int                    // at most this many calls at once (concurrency, and a rate limit's burst)
 }
 
 func (a *account) close() {
@@ -53,33 +53,33 @@ func (a *account) close() {
 // prepare opens, ahead of a fire at scheduled, the connections its n
 // calls of action will need, beyond those open (see warm.Dialer).
 func (a *account) prepare(action string, scheduled time.Time, n int) {
-	a.dialer.Want(a.addrs[action], scheduled, n, a.inFlight)
+	a.dialer.Want(a.targets[action], scheduled, n, a.inFlight)
 }
 
 // route records that the actions of the account whose names start with
 // prefix call base (a URL): their connections can be opened early.
 func (a *account) route(prefix, base string) {
-	addr := dialAddr(base)
-	if addr == "" {
+	t, ok := dialTarget(base)
+	if !ok {
 		return
 	}
 	for name := range a.actions {
 		if strings.HasPrefix(name, prefix) {
-			a.addrs[name] = addr
+			a.targets[name] = t
 		}
 	}
 }
 
-// dialAddr is the address a transport dials to call base: its host and
-// port, or its proxy's when the environment sets one ("" for a SOCKS
-// proxy or a URL that does not parse).
-func dialAddr(base string) string {
+// dialTarget is where a transport connects to call base: its host and
+// port, over TLS for https, or its proxy when the environment sets one;
+// false for a SOCKS proxy or a URL that does not parse.
+func dialTarget(base string) (warm.Target, bool) {
 	u, err := url.Parse(base)
 	if err != nil || u.Host == "" {
-		return ""
+		return warm.Target{}, false
 	}
 	if p, err := http.ProxyFromEnvironment(&http.Request{URL: u}); err != nil {
-		return ""
+		return warm.Target{}, false
 	} else if p != nil {
 		u = p
 	}
@@ -91,9 +91,12 @@ func dialAddr(base string) string {
 	case u.Scheme == "https":
 		port = "443"
 	default:
-		return ""
+		return warm.Target{}, false
 	}
-	return net.JoinHostPort(u.Hostname(), port)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return warm.Target{}, false
+	}
+	return warm.Target{Addr: net.JoinHostPort(u.Hostname(), port), TLS: u.Scheme == "https"}, true
 }
 
 // newHTTPClient returns the one http.Client an account's calls share, its
@@ -107,6 +110,7 @@ func newHTTPClient(concurrency int, lim *ratelimit.Limiter, dialer *warm.Dialer)
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
+		DialTLSContext:        dialer.DialTLSContext, // https: the handshake is warm's (a TLS tunnel through a proxy is still the transport's)
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          0, // no limit; per host below
 		MaxIdleConnsPerHost:   concurrency,
@@ -139,11 +143,11 @@ func buildAccount(acc *schedule.Account, res secret.Resolver, log zerolog.Logger
 		conc = 8
 	}
 	lim := newLimiter(acc, log)
-	dialer := warm.New(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second})
+	dialer := warm.New(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}, nil)
 	a := &account{
 		name: acc.Name, vendor: acc.Vendor, http: newHTTPClient(conc, lim, dialer), limiter: lim,
 		actions: map[string]executor.Action{}, verifiers: map[string]*executor.Verifier{},
-		dialer: dialer, addrs: map[string]string{}, inFlight: conc,
+		dialer: dialer, targets: map[string]warm.Target{}, inFlight: conc,
 	}
 	if rl := acc.RateLimit; rl != nil && rl.Burst > 0 {
 		a.inFlight = min(conc, rl.Burst)

@@ -7,11 +7,12 @@ import (
 	"syscall"
 )
 
-// alive reports whether c, a connection nothing has been written to, is
-// still open at the other end with nothing sent: a peek that would block.
-// A server that closed it (EOF) or sent something unasked (a 408 before
-// closing) makes it unusable for a request.
-func alive(c net.Conn) bool {
+// alive reports whether c, a connection no request has used, is still
+// open at the other end: a peek that would block, or, under TLS, one that
+// finds data (the server's session tickets come after the handshake).
+// A server that closed it (EOF, a reset) makes it unusable, and so, on a
+// plain connection, does anything it sent unasked (a 408 before closing).
+func alive(c net.Conn, tls bool) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return true
@@ -23,8 +24,13 @@ func alive(c net.Conn) bool {
 	var buf [1]byte
 	open := false
 	err = rc.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		open = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+			open = true
+		case err == nil && n > 0:
+			open = tls
+		}
 		return true // never wait for readiness
 	})
 	return err == nil && open

@@ -1,23 +1,24 @@
 // Package warm opens an account's connections before a burst of fires is
 // due, so that the burst's calls go out on open connections rather than
-// each first waiting for its own dial (and, on a busy host, for the CPU
-// that a thousand dials and accepts take at once).
+// each first waiting for its own dial and TLS handshake (and, on a busy
+// host, for the CPU that a thousand of them take at once).
 //
-// A Dialer is an http.Transport's DialContext. Told ahead of time that n
-// calls to an address are due at an instant (Want), it opens connections
-// in the background, up to a limit (the account's concurrency), counting
-// those already open; the transport's next dials to that address take
-// them instead of dialing. A connection opened early and not taken within
-// MaxAge is closed, and one the server closed meanwhile is never handed
-// out. Where fewer than one in ten of those opened early was taken (an
-// HTTP/2 server, on which the transport multiplexes every call), the
-// next bursts get one connection ahead until one is taken again. Only TCP
-// is opened early: an https transport still does its TLS handshake when
-// it takes the connection.
+// A Dialer is an http.Transport's DialContext and DialTLSContext. Told
+// ahead of time that n calls to a Target are due at an instant (Want), it
+// opens connections in the background, up to a limit (the account's
+// concurrency), counting those already open, and does their TLS
+// handshakes; the transport's next dials to that target take them instead
+// of dialing. A connection opened early and not taken within MaxAge is
+// closed, and one the server closed meanwhile is never handed out. A TLS
+// host whose handshake chose HTTP/2 gets one connection: the transport
+// multiplexes every call on it. Where fewer than one in ten of those
+// opened early was taken, the next bursts get one connection ahead until
+// one is taken again.
 package warm
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -32,16 +33,35 @@ const (
 	// parallel is how many early dials to one address are in flight at
 	// once.
 	parallel = 32
+	// handshakeTimeout bounds a TLS handshake, as the transport's
+	// TLSHandshakeTimeout would (the transport ignores it with a
+	// DialTLSContext).
+	handshakeTimeout = 10 * time.Second
 )
+
+// Target is where calls connect: an address (host:port), and whether the
+// connection is TLS (an https endpoint, or an https proxy).
+type Target struct {
+	Addr string
+	TLS  bool
+}
+
+func (t Target) key() string {
+	if t.TLS {
+		return "tls " + t.Addr
+	}
+	return t.Addr
+}
 
 // Dialer dials for one http.Transport and opens connections early on
 // request. The zero value is not usable; use New.
 type Dialer struct {
 	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls    *tls.Config // cloned per connection, with the host as ServerName
 	maxAge time.Duration
 
 	mu     sync.Mutex
-	hosts  map[string]*host // by address
+	hosts  map[string]*host // by Target.key
 	closed bool
 	early  int // connections opened early, in all
 	taken  int // of them, handed to the transport
@@ -49,6 +69,7 @@ type Dialer struct {
 
 // host is one address's connections.
 type host struct {
+	target  Target
 	idle    []pooled      // opened early, not taken yet, oldest first
 	open    int           // open connections: idle, and handed out and not closed
 	want    map[int64]int // calls due, by instant (Unix ns)
@@ -60,16 +81,25 @@ type host struct {
 	// taken again.
 	opened, taken int
 	shy           bool
+	// A TLS host: whether a handshake told its protocol yet, and whether
+	// that was HTTP/2.
+	known, h2 bool
 }
 
 type pooled struct {
-	c  net.Conn
-	at time.Time // when it was opened
+	c   net.Conn  // what the transport gets: the connection, or TLS over it
+	raw net.Conn  // the TCP connection, for the liveness check
+	tls bool      // c is TLS: data may wait on raw (session tickets)
+	at  time.Time // when it was opened
 }
 
-// New returns a Dialer that dials with d.
-func New(d *net.Dialer) *Dialer {
-	return &Dialer{dial: d.DialContext, maxAge: MaxAge, hosts: map[string]*host{}}
+// New returns a Dialer that dials with d and, for TLS targets, does the
+// handshake with tlsConfig (nil: the defaults, as http.Transport's).
+func New(d *net.Dialer, tlsConfig *tls.Config) *Dialer {
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{}
+	}
+	return &Dialer{dial: d.DialContext, tls: tlsConfig, maxAge: MaxAge, hosts: map[string]*host{}}
 }
 
 // Stats reports how many connections were opened early, in all, and how
@@ -80,52 +110,95 @@ func (d *Dialer) Stats() (early, taken int) {
 	return d.early, d.taken
 }
 
-// DialContext is the transport's dial: a connection opened early to addr,
-// if one is still open and fresh, or a new one.
+// DialContext is the transport's DialContext (http targets, and proxies):
+// a connection opened early to addr, if one is still open and fresh, or a
+// new one.
 func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	t := Target{Addr: addr}
 	if network == "tcp" {
-		if c := d.take(addr); c != nil {
+		if c := d.take(t); c != nil {
 			return c, nil
 		}
 	}
-	c, err := d.dial(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	h := d.hostLocked(addr)
-	h.open++
-	d.mu.Unlock()
-	return &conn{Conn: c, d: d, h: h}, nil
+	c, _, err := d.open(ctx, network, t)
+	return c, err
 }
 
-// take returns a connection opened early to addr, or nil.
-func (d *Dialer) take(addr string) net.Conn {
+// DialTLSContext is the transport's DialTLSContext (https targets without
+// a proxy, and https proxies): a connection opened and handshaken early,
+// or a new one. It is a *tls.Conn, as the transport's HTTP/2 needs.
+func (d *Dialer) DialTLSContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	t := Target{Addr: addr, TLS: true}
+	if network == "tcp" {
+		if c := d.take(t); c != nil {
+			return c, nil
+		}
+	}
+	c, _, err := d.open(ctx, network, t)
+	return c, err
+}
+
+// open dials t, counted in its host's open connections until closed, and
+// does its TLS handshake; it returns the connection for the transport and
+// the TCP connection under it.
+func (d *Dialer) open(ctx context.Context, network string, t Target) (c, raw net.Conn, err error) {
+	raw, err = d.dial(ctx, network, t.Addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	h := d.hostLocked(t)
+	h.open++
+	d.mu.Unlock()
+	counted := &conn{Conn: raw, d: d, h: h}
+	if !t.TLS {
+		return counted, raw, nil
+	}
+	cfg := d.tls.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(t.Addr)
+	}
+	if cfg.NextProtos == nil {
+		cfg.NextProtos = []string{"h2", "http/1.1"} // as http.Transport with ForceAttemptHTTP2
+	}
+	tc := tls.Client(counted, cfg)
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		_ = tc.Close()
+		return nil, nil, err
+	}
+	d.mu.Lock()
+	h.known, h.h2 = true, tc.ConnectionState().NegotiatedProtocol == "h2"
+	d.mu.Unlock()
+	return tc, raw, nil
+}
+
+// take returns a connection opened early to t, or nil.
+func (d *Dialer) take(t Target) net.Conn {
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	h := d.hosts[addr]
+	h := d.hosts[t.key()]
 	for h != nil && len(h.idle) > 0 {
 		p := h.idle[len(h.idle)-1] // the newest: the least likely to be closed by the server
 		h.idle = h.idle[:len(h.idle)-1]
-		if now.Sub(p.at) < d.maxAge && alive(p.c) {
+		if now.Sub(p.at) < d.maxAge && alive(p.raw, p.tls) {
 			d.taken++
 			h.taken++
 			h.shy = false
-			return &conn{Conn: p.c, d: d, h: h}
+			return p.c
 		}
-		_ = p.c.Close()
-		h.open--
+		go p.c.Close() // counted out by its conn, which takes d.mu
 	}
 	return nil
 }
 
-// Want tells d that n calls to addr are due at instant at, and that at
-// most limit of them can be in flight at once: it opens, in the
-// background, as many connections as that needs beyond those open. It
-// returns at once.
-func (d *Dialer) Want(addr string, at time.Time, n, limit int) {
-	if n <= 0 || limit <= 0 || addr == "" {
+// Want tells d that n calls to t are due at instant at, and that at most
+// limit of them can be in flight at once: it opens, in the background, as
+// many connections as that needs beyond those open. It returns at once.
+func (d *Dialer) Want(t Target, at time.Time, n, limit int) {
+	if n <= 0 || limit <= 0 || t.Addr == "" {
 		return
 	}
 	d.mu.Lock()
@@ -133,7 +206,7 @@ func (d *Dialer) Want(addr string, at time.Time, n, limit int) {
 	if d.closed {
 		return
 	}
-	h := d.hostLocked(addr)
+	h := d.hostLocked(t)
 	if h.want == nil {
 		h.want = map[int64]int{}
 	}
@@ -141,40 +214,42 @@ func (d *Dialer) Want(addr string, at time.Time, n, limit int) {
 	h.want[k] = min(h.want[k]+n, limit)
 	if !h.filling {
 		h.filling = true
-		go d.fill(addr, h)
+		go d.fill(h)
 	}
 }
 
-// fill opens connections to addr until the calls due there have enough,
-// parallel dials at a time. A failed dial ends it: the transport dials on
-// its own when the calls go out.
-func (d *Dialer) fill(addr string, h *host) {
+// fill opens connections to h's target until the calls due there have
+// enough, parallel dials at a time; a TLS host whose protocol is not known
+// yet gets one first, in case it is HTTP/2. A failed dial ends it: the
+// transport dials on its own when the calls go out.
+func (d *Dialer) fill(h *host) {
 	for {
 		d.mu.Lock()
 		need := d.needLocked(h)
+		if need > 0 && h.target.TLS && !h.known {
+			need = 1
+		}
 		if need <= 0 || d.closed {
 			h.filling = false
 			d.mu.Unlock()
 			return
 		}
-		h.open += need // counted now, so a dial of the transport meanwhile does not look short
 		d.mu.Unlock()
 
-		got := d.dialN(addr, need)
+		got := d.openN(h.target, need)
 
 		d.mu.Lock()
-		h.open -= need - len(got)
 		if d.closed {
-			h.open -= len(got)
 			d.mu.Unlock()
-			for _, c := range got {
-				_ = c.Close()
+			for _, p := range got {
+				_ = p.c.Close()
 			}
 			return
 		}
 		now := time.Now()
-		for _, c := range got {
-			h.idle = append(h.idle, pooled{c: c, at: now})
+		for i := range got {
+			got[i].at = now
+			h.idle = append(h.idle, got[i])
 		}
 		d.early += len(got)
 		h.opened += len(got)
@@ -201,19 +276,19 @@ func (d *Dialer) needLocked(h *host) int {
 		}
 		most = max(most, n)
 	}
-	if h.shy {
+	if h.shy || h.h2 {
 		most = min(most, 1)
 	}
 	return most - h.open
 }
 
-// dialN opens n connections to addr, parallel at a time, and returns
-// those that opened.
-func (d *Dialer) dialN(addr string, n int) []net.Conn {
+// openN opens n connections to t, parallel at a time, and returns those
+// that opened.
+func (d *Dialer) openN(t Target, n int) []pooled {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var mu sync.Mutex
-	var got []net.Conn
+	var got []pooled
 	var wg sync.WaitGroup
 	work := make(chan struct{}, n)
 	for range n {
@@ -223,13 +298,13 @@ func (d *Dialer) dialN(addr string, n int) []net.Conn {
 	for range min(n, parallel) {
 		wg.Go(func() {
 			for range work {
-				c, err := d.dial(ctx, "tcp", addr)
+				c, raw, err := d.open(ctx, "tcp", t)
 				if err != nil {
 					cancel() // the others would fail alike
 					return
 				}
 				mu.Lock()
-				got = append(got, c)
+				got = append(got, pooled{c: c, raw: raw, tls: t.TLS})
 				mu.Unlock()
 			}
 		})
@@ -255,8 +330,7 @@ func (d *Dialer) sweepLaterLocked(h *host) {
 				keep = append(keep, p)
 				continue
 			}
-			_ = p.c.Close()
-			h.open--
+			go p.c.Close() // counted out by its conn, which takes d.mu
 		}
 		if h.opened >= 4 && h.taken*10 < h.opened {
 			h.shy = true // fewer than one in ten was used
@@ -270,11 +344,11 @@ func (d *Dialer) sweepLaterLocked(h *host) {
 	})
 }
 
-func (d *Dialer) hostLocked(addr string) *host {
-	h := d.hosts[addr]
+func (d *Dialer) hostLocked(t Target) *host {
+	h := d.hosts[t.key()]
 	if h == nil {
-		h = &host{}
-		d.hosts[addr] = h
+		h = &host{target: t}
+		d.hosts[t.key()] = h
 	}
 	return h
 }
@@ -287,8 +361,7 @@ func (d *Dialer) Close() {
 	d.closed = true
 	for _, h := range d.hosts {
 		for _, p := range h.idle {
-			_ = p.c.Close()
-			h.open--
+			go p.c.Close() // counted out by its conn, which takes d.mu
 		}
 		h.idle = nil
 		if h.sweep != nil {
@@ -298,12 +371,12 @@ func (d *Dialer) Close() {
 	}
 }
 
-// Open reports how many connections to addr are open: opened early and
+// Open reports how many connections to t are open: opened early and
 // waiting, and handed to the transport and not closed yet.
-func (d *Dialer) Open(addr string) (open, idle int) {
+func (d *Dialer) Open(t Target) (open, idle int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	h := d.hosts[addr]
+	h := d.hosts[t.key()]
 	if h == nil {
 		return 0, 0
 	}
