@@ -38,7 +38,8 @@ type account struct {
 	http      *http.Client
 	limiter   *ratelimit.Limiter
 	dialer    *warm.Dialer           // the transport's: opens connections before a burst
-	targets   map[string]warm.Target // where each action's calls connect, where it is known
+	targets   map[string]warm.Target   // where each action's calls connect, where it is known
+	later     map[string]func() string // an action's base URL known only once discovered (scnet's ai host)
 	inFlight  int                    // at most this many calls at once (concurrency, and a rate limit's burst)
 }
 
@@ -53,7 +54,13 @@ func (a *account) close() {
 // prepare opens, ahead of a fire at scheduled, the connections its n
 // calls of action will need, beyond those open (see warm.Dialer).
 func (a *account) prepare(action string, scheduled time.Time, n int) {
-	a.dialer.Want(a.targets[action], scheduled, n, a.inFlight)
+	t, ok := a.targets[action]
+	if !ok && a.later[action] != nil {
+		t, ok = dialTarget(a.later[action]())
+	}
+	if ok {
+		a.dialer.Want(t, scheduled, n, a.inFlight)
+	}
 }
 
 // route records that the actions of the account whose names start with
@@ -147,7 +154,7 @@ func buildAccount(acc *schedule.Account, res secret.Resolver, log zerolog.Logger
 	a := &account{
 		name: acc.Name, vendor: acc.Vendor, http: newHTTPClient(conc, lim, dialer), limiter: lim,
 		actions: map[string]executor.Action{}, verifiers: map[string]*executor.Verifier{},
-		dialer: dialer, targets: map[string]warm.Target{}, inFlight: conc,
+		dialer: dialer, targets: map[string]warm.Target{}, later: map[string]func() string{}, inFlight: conc,
 	}
 	if rl := acc.RateLimit; rl != nil && rl.Burst > 0 {
 		a.inFlight = min(conc, rl.Burst)
@@ -331,6 +338,8 @@ func (a *account) addSCNet(cfg scnet.Config) error {
 	a.actions["scnet.notebook.stop"] = c.StopNotebook
 	a.verifiers["scnet.notebook.start"] = &executor.Verifier{Status: c.NotebookStatus, Judge: scnetStart, Want: scnet.StatusRunning}
 	a.verifiers["scnet.notebook.stop"] = &executor.Verifier{Status: c.NotebookStatus, Judge: scnetStop, Want: scnet.StatusTerminated}
+	a.route("scnet.notebook.start", c.PlatformURL())
+	a.later["scnet.notebook.stop"] = c.AIURL
 	return nil
 }
 
@@ -386,7 +395,7 @@ func (a *account) addSandbox(acc *schedule.Account, log zerolog.Logger) error {
 	}); err != nil {
 		return err
 	}
-	a.route("", u) // every action, the scnet ones included
+	a.route("", u) // every action: all on the emulated cloud
 	return nil
 }
 

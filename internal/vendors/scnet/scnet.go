@@ -210,6 +210,14 @@ func normaliseAI(v string) (string, error) {
 	return v, nil
 }
 
+// PlatformURL is the platform host the client calls (notebook start,
+// center, token renewal).
+func (c *Client) PlatformURL() string { return c.platform }
+
+// AIURL is the ai host the client calls (notebook stop, status), once
+// configured or discovered; "" before the first discovery.
+func (c *Client) AIURL() string { return c.cachedAI() }
+
 // StartNotebook boots a notebook: POST {platform}/ac/openapi/v2/notebook/actions/start
 // {"notebookId"} (seed 001). If SCNet answers data:false and the notebook
 // is already Running, the result is a success with Already set.
