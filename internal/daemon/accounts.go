@@ -37,10 +37,10 @@ type account struct {
 	cloud     *emulator.Cloud               // sandbox only; owned by this account
 	http      *http.Client
 	limiter   *ratelimit.Limiter
-	dialer    *warm.Dialer           // the transport's: opens connections before a burst
+	dialer    *warm.Dialer             // the transport's: opens connections before a burst
 	targets   map[string]warm.Target   // where each action's calls connect, where it is known
 	later     map[string]func() string // an action's base URL known only once discovered (scnet's ai host)
-	inFlight  int                    // at most this many calls at once (concurrency, and a rate limit's burst)
+	inFlight  int                      // at most this many calls at once (concurrency, and a rate limit's burst)
 }
 
 func (a *account) close() {

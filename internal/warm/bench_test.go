@@ -54,4 +54,3 @@ func BenchmarkBurstTLS(b *testing.B) {
 		})
 	}
 }
-
