@@ -212,7 +212,7 @@ func (d *Dialer) Want(t Target, at time.Time, n, limit int) {
 	}
 	k := at.UnixNano()
 	h.want[k] = min(h.want[k]+n, limit)
-	if !h.filling {
+	if !h.filling && d.needLocked(h) > 0 { // a job's every fire finds its connection open: nothing to start
 		h.filling = true
 		go d.fill(h)
 	}
