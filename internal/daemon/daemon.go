@@ -525,14 +525,19 @@ func (d *Daemon) fire(name string, scheduled time.Time) {
 // will need then, so that a burst of fires does not begin with a burst of
 // dials.
 func (d *Daemon) prepare(name string, scheduled time.Time) {
-	d.mu.Lock()
-	p := d.plan
-	d.mu.Unlock()
+	p := d.current()
 	if j := p.jobs[name]; j != nil {
 		if a := p.accounts[j.Account]; a != nil {
 			a.prepare(j.Action, scheduled, len(j.Targets))
 		}
 	}
+}
+
+// current returns the plan running now.
+func (d *Daemon) current() *plan {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.plan
 }
 
 // enter counts a fire as running under the current plan, so that Shutdown

@@ -114,14 +114,35 @@ func (r *reconciler) run() {
 		if r.d.opts.windowPass != nil {
 			r.d.opts.windowPass(reason)
 		}
-		wait := time.Hour
-		if !next.IsZero() {
-			wait = max(next.Sub(r.d.now()), 0)
+		if reason, ok = r.sleep(next, timer); !ok {
+			return
 		}
-		timer.Reset(wait)
+	}
+}
+
+// windowPrepareLead is how long before an edge its targets' connections
+// are opened, as the engine does for a job's fire.
+const windowPrepareLead = 500 * time.Millisecond
+
+// sleep returns the reason of the next pass: next came (passTimer; an
+// hour went by, if next is zero), or a poke. Half a second before next, it
+// opens the connections that the targets changing state then will need
+// (prepareEdge). It returns false on stop.
+func (r *reconciler) sleep(next time.Time, timer *time.Timer) (string, bool) {
+	wait, early := time.Hour, time.Duration(0)
+	if !next.IsZero() {
+		wait = max(next.Sub(r.d.now()), 0)
+		early = min(wait, windowPrepareLead)
+	}
+	for i, d := range []time.Duration{wait - early, early} {
+		if i == 1 && !next.IsZero() {
+			r.prepareEdge(next)
+		}
+		timer.Reset(d)
+		var reason string
 		select {
 		case <-r.stop:
-			return
+			return "", false
 		case reason = <-r.nudge:
 		case <-timer.C:
 			reason = passTimer
@@ -131,6 +152,42 @@ func (r *reconciler) run() {
 			case <-timer.C:
 			default:
 			}
+		}
+		if reason != passTimer {
+			return reason, true
+		}
+	}
+	return passTimer, true
+}
+
+// prepareEdge tells each window's account how many of its targets change
+// state at next, and so will be read and started or stopped: the account
+// opens their connections now (account.prepare).
+func (r *reconciler) prepareEdge(next time.Time) {
+	r.mu.Lock()
+	overrides := slices.Clone(r.overrides)
+	r.mu.Unlock()
+	p := r.d.current()
+	now := r.d.now()
+	at := time.Now().Add(next.Sub(now)) // the instant on the wall clock (the daemon's may be a test's)
+	for _, w := range p.cfg.Windows {
+		a := p.accounts[w.Account]
+		if a == nil {
+			continue
+		}
+		due := map[string]int{} // by action
+		for _, t := range w.Targets {
+			if ch, ok := w.Spec.NextChange(t, now, overrides); !ok || !ch.Equal(next) {
+				continue
+			}
+			action := w.Resource + ".stop"
+			if w.Spec.Desired(t, next, overrides).State == window.On {
+				action = w.Resource + ".start"
+			}
+			due[action]++
+		}
+		for action, n := range due {
+			a.prepare(action, at, n)
 		}
 	}
 }

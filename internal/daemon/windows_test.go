@@ -463,3 +463,33 @@ func TestAfterGroups(t *testing.T) {
 		t.Fatalf("afterGroups = %v; want [a>b>d c>e]", got)
 	}
 }
+
+// Half a second before an edge, the account opens the connections that
+// the targets changing state then will need, as for a job's fire: here 5
+// notebooks turn on at 09:00, the start pass's connections were closed,
+// and 5 new ones are opened, though the next pass (the fake clock has not
+// reached the edge) reads nothing.
+func TestWindowEdgeOpensConnectionsAhead(t *testing.T) {
+	ids := []string{"0a1b2c3d-0000-4000-8000-000000000011", "0a1b2c3d-0000-4000-8000-000000000012",
+		"0a1b2c3d-0000-4000-8000-000000000013", "0a1b2c3d-0000-4000-8000-000000000014", "0a1b2c3d-0000-4000-8000-000000000015"}
+	win := `  - name: lab-notebooks
+    account: lab
+    resource: modelarts.notebook
+    targets: [` + strings.Join(ids, ", ") + `]
+    on: [{days: MON-FRI, from: "09:00", to: "19:00"}]
+`
+	// The fake clock stands 2 s before the edge: the reconciler sleeps 1.5 s
+	// (real), prepares, and passes 0.5 s later.
+	w := startWindows(t, time.Date(2026, 6, 1, 8, 59, 58, 0, berlin), "", win)
+	cloud := w.cloud(t)
+	w.d.current().accounts["lab"].http.CloseIdleConnections() // the start pass's reads
+	before := len(cloud.Accepted())
+	reason := w.waitPass(t) // the timer's pass, after the edge was prepared; it reads nothing
+	if reason != passTimer {
+		t.Fatalf("pass %q; want the timer's", reason)
+	}
+	eventually(t, "the notebooks' connections are open", func() bool { return len(cloud.Accepted())-before >= len(ids) })
+	if got := len(cloud.Accepted()) - before; got != len(ids) {
+		t.Errorf("%d connections opened for the edge; want %d, one per notebook turning on", got, len(ids))
+	}
+}
