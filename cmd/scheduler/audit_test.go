@@ -289,3 +289,47 @@ func TestAuditVerifyCatchesTruncatedTail(t *testing.T) {
 		t.Fatalf("truncated log: exit %d, output %q; want exit 1 naming deleted records", code, out)
 	}
 }
+
+// verify can read the live log while the daemon writes its last line (a
+// reader can see part of a write): it reads an incomplete last line again
+// before it calls it torn. One that stays incomplete (a crash) is still
+// reported, after tornRechecks reads.
+func TestAuditVerifyRereadsALineBeingWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	sampleLog(t, path)
+	full, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.SplitAfter(full, []byte("\n"))
+	cut := len(full) - len(lines[len(lines)-2])/2 // half of record 6 written
+	old := tornPause
+	t.Cleanup(func() { tornPause = old })
+
+	if err := os.WriteFile(path, full[:cut], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pauses := 0
+	tornPause = func() {
+		pauses++
+		if pauses == 2 { // the write ends while verify waits
+			if err := os.WriteFile(path, full, 0o600); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	code, out, stderr := runAudit(t, "audit", "verify", "--path", path)
+	if code != exitOK || !strings.HasPrefix(out, "ok: 6 records in 1 file") || pauses != 2 {
+		t.Errorf("verify while the last line is written: exit %d, %q (stderr %q), %d pauses; want ok after 2", code, out, stderr, pauses)
+	}
+
+	if err := os.WriteFile(path, full[:cut], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pauses = 0
+	tornPause = func() { pauses++ }
+	code, out, _ = runAudit(t, "audit", "verify", "--path", path)
+	if code != exitFailed || !strings.Contains(out, "the last line is incomplete") || pauses != tornRechecks {
+		t.Errorf("verify of a line left incomplete: exit %d, %q, %d pauses; want FAILED after %d", code, out, pauses, tornRechecks)
+	}
+}
