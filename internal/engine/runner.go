@@ -62,6 +62,7 @@ type entry struct {
 
 	mu      sync.Mutex
 	removed bool        // by Remove: a fire already handed to cron does not run
+	waiting int64       // the fire waiting in the gate for its instant (Unix ns), 0 if none: NextFire's answer meanwhile
 	queued  []time.Time // fires handed to cron and not yet run, oldest first
 	next    time.Time   // the latest fire handed to cron
 	from    time.Time   // StartFrom's instant, while the fires since it are handed over
@@ -115,6 +116,7 @@ func (e *entry) Run() {
 	if len(e.queued) > 0 {
 		scheduled = e.queued[0]
 		e.queued = e.queued[1:]
+		e.waiting = scheduled.UnixNano()
 	}
 	e.mu.Unlock()
 	if scheduled.IsZero() { // cannot happen with cron.Cron v3.0.1; never drop a fire
@@ -129,7 +131,14 @@ func (e *entry) Run() {
 	if halt == nil { // not started: cannot happen, cron runs jobs only once started
 		halt = new(chan struct{})
 	}
-	switch r.gate.wait(scheduled, *halt) {
+	w := r.gate.wait(scheduled, *halt)
+	e.mu.Lock()
+	if e.waiting == scheduled.UnixNano() {
+		e.waiting = 0
+	}
+	removed := e.removed
+	e.mu.Unlock()
+	switch w {
 	case clockBack:
 		r.log.Warn().Str("job", e.name).Time("scheduled", scheduled).Time("now", time.Now()).
 			Msg("the wall clock went back before this fire; it runs when the clock reaches it again")
@@ -138,9 +147,6 @@ func (e *entry) Run() {
 		r.log.Debug().Str("job", e.name).Time("scheduled", scheduled).Msg("stopped before the fire was due; not run")
 		return
 	}
-	e.mu.Lock()
-	removed := e.removed
-	e.mu.Unlock()
 	if removed {
 		// Removed (a reload, a clock jump) while it waited for its
 		// instant: the job's new entry, if any, has its own fires.
@@ -223,8 +229,11 @@ func (r *Runner) NextFire(id EntryID) time.Time {
 		return time.Time{}
 	}
 	e.mu.Lock()
-	next := e.next
+	next, waiting := e.next, e.waiting
 	e.mu.Unlock()
+	if waiting != 0 && time.Now().UnixNano() < waiting {
+		return time.Unix(0, waiting).In(next.Location()) // cron already holds the fire after it
+	}
 	if next.IsZero() {
 		return e.sched.Next(time.Now())
 	}

@@ -485,3 +485,35 @@ func TestRunnerWaitingFireEndsOnRemoveAndStop(t *testing.T) {
 		stopped.check(t, "stopped", []string{"2000-01-01T00:01:00Z"})
 	})
 }
+
+// While a fire waits in the gate for its instant, cron already holds the
+// fire after it; NextFire still names the waiting one (the status's "next
+// fire" would otherwise skip it for half a second).
+func TestNextFireWhileAFireWaitsForItsInstant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewRunner(zerolog.Nop())
+		var rec recorder
+		id, err := r.Add("tick", mustParse(t, "*/2 * * * * *", time.UTC, time.Time{}), rec.fire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Start()
+		at := func() string { return r.NextFire(id).UTC().Format("15:04:05") }
+		time.Sleep(time.Second) // 00:00:01: before the early wake
+		if got := at(); got != "00:00:02" {
+			t.Errorf("NextFire at 00:00:01 = %s; want 00:00:02", got)
+		}
+		time.Sleep(700 * time.Millisecond) // 00:00:01.7: the fire waits in the gate
+		synctest.Wait()
+		if got := at(); got != "00:00:02" {
+			t.Errorf("NextFire while the 00:00:02 fire waits = %s; want 00:00:02", got)
+		}
+		time.Sleep(300*time.Millisecond + time.Millisecond) // past 00:00:02
+		synctest.Wait()
+		if got := at(); got != "00:00:04" {
+			t.Errorf("NextFire after the 00:00:02 fire = %s; want 00:00:04", got)
+		}
+		stopAndWait(t, r)
+		rec.check(t, "tick", []string{"2000-01-01T00:00:02Z"})
+	})
+}
