@@ -17,7 +17,8 @@ import (
 )
 
 // server is a real HTTP server on loopback that counts the connections it
-// accepted and holds each request until release is closed (if set).
+// accepted, answers each request with its protocol, and, while a burst
+// has set release, holds each request until release is closed.
 type server struct {
 	*httptest.Server
 	accepted atomic.Int64
@@ -26,17 +27,15 @@ type server struct {
 	release  chan struct{}
 }
 
-func newServer(t *testing.T, hold bool) *server {
+// unstarted returns a server not started yet.
+func unstarted() *server {
 	s := &server{}
-	if hold {
-		s.release = make(chan struct{})
-	}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.release != nil {
 			s.inFlight.Done()
 			<-s.release
 		}
-		_, _ = io.WriteString(w, "ok")
+		_, _ = io.WriteString(w, r.Proto)
 	}))
 	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		switch st {
@@ -46,6 +45,11 @@ func newServer(t *testing.T, hold bool) *server {
 			s.closed.Add(1)
 		}
 	}
+	return s
+}
+
+func newServer(t testing.TB) *server {
+	s := unstarted()
 	s.Start()
 	t.Cleanup(s.Close)
 	return s
@@ -55,6 +59,17 @@ func (s *server) addr() string { return s.Listener.Addr().String() }
 
 func client(d *Dialer, idle int) *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: idle}}
+}
+
+// fillEnded waits until d has stopped opening connections to t.
+func fillEnded(t *testing.T, d *Dialer, target Target) {
+	t.Helper()
+	waitFor(t, "the fill ended", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		h := d.hosts[target.key()]
+		return h != nil && !h.filling
+	})
 }
 
 // waitFor polls cond until it holds, failing after 10 s.
@@ -101,7 +116,7 @@ func burst(t *testing.T, s *server, hc *http.Client, n int) {
 // the burst; the burst's 40 requests go out on them and dial nothing.
 // A second burst of the same size needs none: the transport keeps them.
 func TestWantOpensTheBurstsConnectionsAhead(t *testing.T) {
-	s := newServer(t, true)
+	s := newServer(t)
 	d := New(&net.Dialer{}, nil)
 	defer d.Close()
 	hc := client(d, 64)
@@ -133,7 +148,7 @@ func TestWantOpensTheBurstsConnectionsAhead(t *testing.T) {
 // The calls due together at one instant add up, capped by the limit (the
 // account's concurrency); calls due at two instants need the larger.
 func TestWantAddsUpToTheLimit(t *testing.T) {
-	s := newServer(t, false)
+	s := newServer(t)
 	d := New(&net.Dialer{}, nil)
 	defer d.Close()
 	at := time.Now().Add(time.Minute)
@@ -144,11 +159,7 @@ func TestWantAddsUpToTheLimit(t *testing.T) {
 	waitFor(t, "25 connections are open", func() bool { open, idle := d.Open(Target{Addr: s.addr()}); return open == 25 && idle == 25 })
 	// Nothing more comes: the fill is over when the count is reached.
 	d.Want(Target{Addr: s.addr()}, at, 1, 25)
-	waitFor(t, "the fill ended", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return !d.hosts[s.addr()].filling
-	})
+	fillEnded(t, d, Target{Addr: s.addr()})
 	if got := s.accepted.Load(); got != 25 {
 		t.Errorf("server accepted %d connections; want 25 (the limit)", got)
 	}
@@ -216,7 +227,7 @@ func TestClosedByTheServerIsNotHandedOut(t *testing.T) {
 // Connections not taken within maxAge are closed; Close closes those
 // still waiting and stops opening more.
 func TestUntakenConnectionsAreClosed(t *testing.T) {
-	s := newServer(t, false)
+	s := newServer(t)
 	d := New(&net.Dialer{}, nil)
 	d.maxAge = 50 * time.Millisecond
 	d.Want(Target{Addr: s.addr()}, time.Now().Add(time.Minute), 5, 8)
@@ -240,16 +251,11 @@ func TestUntakenConnectionsAreClosed(t *testing.T) {
 
 // Calls due at an instant that passed need nothing more.
 func TestPastInstantsNeedNothing(t *testing.T) {
-	s := newServer(t, false)
+	s := newServer(t)
 	d := New(&net.Dialer{}, nil)
 	defer d.Close()
 	d.Want(Target{Addr: s.addr()}, time.Now().Add(-time.Millisecond), 5, 8)
-	waitFor(t, "the fill ended", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		h := d.hosts[s.addr()]
-		return h != nil && !h.filling
-	})
+	fillEnded(t, d, Target{Addr: s.addr()})
 	if got := s.accepted.Load(); got != 0 {
 		t.Errorf("server accepted %d connections for calls already past; want 0", got)
 	}
@@ -259,7 +265,7 @@ func TestPastInstantsNeedNothing(t *testing.T) {
 // multiplexes every call on one) gets one at a time afterwards, until one
 // is taken again; then bursts get their full count again.
 func TestUnusedConnectionsMakeTheHostShy(t *testing.T) {
-	s := newServer(t, true)
+	s := newServer(t)
 	d := New(&net.Dialer{}, nil)
 	defer d.Close()
 	d.maxAge = 50 * time.Millisecond
@@ -271,11 +277,7 @@ func TestUnusedConnectionsMakeTheHostShy(t *testing.T) {
 	d.mu.Unlock()
 
 	d.Want(Target{Addr: s.addr()}, time.Now().Add(time.Minute), 10, 16)
-	waitFor(t, "the shy host's fill ended", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return !d.hosts[s.addr()].filling
-	})
+	fillEnded(t, d, Target{Addr: s.addr()})
 	if got := s.accepted.Load(); got != 11 {
 		t.Fatalf("server accepted %d connections; want 11: one ahead for a host whose early connections went unused", got)
 	}
@@ -291,26 +293,9 @@ func TestUnusedConnectionsMakeTheHostShy(t *testing.T) {
 // newTLSServer is newServer over TLS, speaking HTTP/2 if h2, and a Dialer
 // that trusts its certificate.
 func newTLSServer(t testing.TB, h2 bool) (*server, *Dialer) {
-	s := &server{}
-	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.release != nil {
-			s.inFlight.Done()
-			<-s.release
-		}
-		_, _ = io.WriteString(w, r.Proto)
-	}))
-	s.release = make(chan struct{})
-	close(s.release) // until a burst holds its requests
+	s := unstarted()
 	s.EnableHTTP2 = h2
 	s.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes a burst's client gave up on
-	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		switch st {
-		case http.StateNew:
-			s.accepted.Add(1)
-		case http.StateClosed:
-			s.closed.Add(1)
-		}
-	}
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s, trusting(s)
@@ -361,12 +346,7 @@ func TestHTTP2TargetGetsOneConnection(t *testing.T) {
 	defer d.Close()
 	target := Target{Addr: s.addr(), TLS: true}
 	d.Want(target, time.Now().Add(time.Minute), 8, 16)
-	waitFor(t, "the fill ended", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		h := d.hosts[target.key()]
-		return h != nil && !h.filling
-	})
+	fillEnded(t, d, target)
 	if got := s.accepted.Load(); got != 1 {
 		t.Fatalf("server accepted %d connections ahead; want 1 for an HTTP/2 server", got)
 	}
@@ -375,7 +355,6 @@ func TestHTTP2TargetGetsOneConnection(t *testing.T) {
 	// no HTTP/2 connection in the transport yet makes it dial for each
 	// request until one is up, as without this package.)
 	hc := tlsClient(d, 16)
-	s.inFlight.Add(1)
 	res, err := hc.Get(s.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -390,11 +369,7 @@ func TestHTTP2TargetGetsOneConnection(t *testing.T) {
 		t.Errorf("server accepted %d connections for a burst of 8 over HTTP/2; want 1", got)
 	}
 	d.Want(target, time.Now().Add(time.Minute), 8, 16) // the transport holds the one: nothing to open
-	waitFor(t, "the fill ended", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return !d.hosts[target.key()].filling
-	})
+	fillEnded(t, d, target)
 	if got := s.accepted.Load(); got != 1 {
 		t.Errorf("server accepted %d connections after a second Want; want still 1", got)
 	}
@@ -409,12 +384,7 @@ func TestUntrustedCertificateIsRefused(t *testing.T) {
 	defer d.Close()
 	target := Target{Addr: s.addr(), TLS: true}
 	d.Want(target, time.Now().Add(time.Minute), 4, 8)
-	waitFor(t, "the fill ended", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		h := d.hosts[target.key()]
-		return h != nil && !h.filling
-	})
+	fillEnded(t, d, target)
 	if early, _ := d.Stats(); early != 0 {
 		t.Errorf("%d connections opened ahead to an untrusted server", early)
 	}
