@@ -90,18 +90,17 @@ func dialTarget(base string) (warm.Target, bool) {
 	} else if p != nil {
 		u = p
 	}
-	port := u.Port()
-	switch {
-	case port != "":
-	case u.Scheme == "http":
+	var port string
+	switch u.Scheme {
+	case "http":
 		port = "80"
-	case u.Scheme == "https":
+	case "https":
 		port = "443"
 	default:
 		return warm.Target{}, false
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return warm.Target{}, false
+	if p := u.Port(); p != "" {
+		port = p
 	}
 	return warm.Target{Addr: net.JoinHostPort(u.Hostname(), port), TLS: u.Scheme == "https"}, true
 }

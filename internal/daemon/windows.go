@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cloudcron/scheduler/internal/audit"
+	"github.com/cloudcron/scheduler/internal/engine"
 	"github.com/cloudcron/scheduler/internal/executor"
 	"github.com/cloudcron/scheduler/internal/holiday"
 	"github.com/cloudcron/scheduler/internal/observe"
@@ -120,10 +121,6 @@ func (r *reconciler) run() {
 	}
 }
 
-// windowPrepareLead is how long before an edge its targets' connections
-// are opened, as the engine does for a job's fire.
-const windowPrepareLead = 500 * time.Millisecond
-
 // sleep returns the reason of the next pass: next came (passTimer; an
 // hour went by, if next is zero), or a poke. Half a second before next, it
 // opens the connections that the targets changing state then will need
@@ -132,7 +129,7 @@ func (r *reconciler) sleep(next time.Time, timer *time.Timer) (string, bool) {
 	wait, early := time.Hour, time.Duration(0)
 	if !next.IsZero() {
 		wait = max(next.Sub(r.d.now()), 0)
-		early = min(wait, windowPrepareLead)
+		early = min(wait, engine.PrepareLead) // as the engine prepares a job's fire
 	}
 	for i, d := range []time.Duration{wait - early, early} {
 		if i == 1 && !next.IsZero() {

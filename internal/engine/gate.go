@@ -27,6 +27,10 @@ const (
 	spinFor  = 2 * time.Millisecond
 )
 
+// PrepareLead is how long before its instant a fire is prepared
+// (SetPrepare): the early wake.
+const PrepareLead = wakeLead
+
 // waited is how a wait in the gate ended.
 type waited int
 
